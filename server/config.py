@@ -1,0 +1,146 @@
+"""Every setting of the server, in one typed place, read from environment variables.
+
+Gunicorn forks workers after reading its config, and the CLI passes its flags down as environment
+variables, so the environment is the one source every process agrees on. `Settings.from_env()` validates
+everything at start, so a typo in a deployment fails loudly before a worker forks rather than at the first
+request.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Mapping
+
+
+class ConfigError(ValueError):
+    """A setting is missing its expected shape; the message names the variable."""
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _as_bool(name: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
+
+
+def _as_int(name: str, raw: str, minimum: int) -> int:
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Server settings. Each field maps to the environment variable named in its metadata."""
+
+    bind: str = field(default="0.0.0.0:8000", metadata={"env": "OCR_BIND"})
+    workers: int = field(default=2, metadata={"env": "OCR_WORKERS", "min": 1})
+    threads: int = field(default=4, metadata={"env": "OCR_THREADS", "min": 1})
+    model_repo: Path = field(default=Path("models"), metadata={"env": "OCR_MODEL_REPO"})
+    pipeline_name: str = field(default="ppocr", metadata={"env": "OCR_PIPELINE"})
+    install_default: bool = field(default=True, metadata={"env": "OCR_INSTALL_DEFAULT"})
+
+    device: str = field(default="cpu", metadata={"env": "OCR_DEVICE"})
+    gpu_ids: tuple[int, ...] = field(default=(0,), metadata={"env": "OCR_GPU_IDS"})
+    gpu_memory_mb: int = field(default=500, metadata={"env": "OCR_GPU_MEMORY_MB", "min": 1})
+    # 0 means "derive": the machine's cores shared evenly between workers.
+    cpu_threads: int = field(default=0, metadata={"env": "OCR_CPU_THREADS", "min": 0})
+    onednn: bool = field(default=True, metadata={"env": "OCR_ONEDNN"})
+    onednn_cache_capacity: int = field(default=16, metadata={"env": "OCR_ONEDNN_CACHE", "min": 1})
+    # How many requests of one worker may run a model stage at the same time (one predictor each).
+    # 0 means "derive": enough to keep this worker's share of the cores busy.
+    inference_concurrency: int = field(default=0, metadata={"env": "OCR_INFERENCE_CONCURRENCY", "min": 0})
+
+    max_body_bytes: int = field(default=20 * 1024 * 1024, metadata={"env": "OCR_MAX_BODY_BYTES", "min": 1})
+    max_image_pixels: int = field(default=40_000_000, metadata={"env": "OCR_MAX_IMAGE_PIXELS", "min": 1})
+    max_images_per_request: int = field(default=16, metadata={"env": "OCR_MAX_IMAGES", "min": 1})
+
+    timeout_s: int = field(default=120, metadata={"env": "OCR_TIMEOUT", "min": 1})
+    log_level: str = field(default="info", metadata={"env": "OCR_LOG_LEVEL"})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Build settings from `environ` (default `os.environ`), validating every value."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            name = f.metadata["env"]
+            raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            if f.type == "int":
+                values[f.name] = _as_int(name, raw, f.metadata.get("min", 0))
+            elif f.type == "bool":
+                values[f.name] = _as_bool(name, raw)
+            elif f.type == "Path":
+                values[f.name] = Path(raw)
+            elif f.name == "gpu_ids":
+                try:
+                    values[f.name] = tuple(int(part) for part in raw.split(",") if part.strip())
+                except ValueError as exc:
+                    raise ConfigError(f"{name} must be comma-separated integers, got {raw!r}") from exc
+            else:
+                values[f.name] = raw.strip()
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.device not in {"cpu", "gpu"}:
+            raise ConfigError(f"OCR_DEVICE must be 'cpu' or 'gpu', got {self.device!r}")
+        if self.device == "gpu" and not self.gpu_ids:
+            raise ConfigError("OCR_GPU_IDS must name at least one GPU when OCR_DEVICE=gpu")
+        host, sep, port = self.bind.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ConfigError(f"OCR_BIND must be HOST:PORT, got {self.bind!r}")
+        if not self.pipeline_name.isidentifier():
+            raise ConfigError(f"OCR_PIPELINE must be a plain name, got {self.pipeline_name!r}")
+
+    @property
+    def effective_cpu_threads(self) -> int:
+        """Math-library threads per predictor: the cores split between workers, at least one."""
+        if self.cpu_threads:
+            return self.cpu_threads
+        return max(1, _cpu_count() // self.workers)
+
+    @property
+    def effective_inference_concurrency(self) -> int:
+        """Predictors per stage per worker. On CPU, more than cores/threads only adds contention."""
+        if self.inference_concurrency:
+            return self.inference_concurrency
+        if self.device == "gpu":
+            return min(self.threads, 2)
+        share = max(1, _cpu_count() // self.workers)
+        return max(1, min(self.threads, share // self.effective_cpu_threads))
+
+    def gpu_id_for(self, worker_slot: int) -> int:
+        """The GPU a worker uses: workers are spread round-robin over `gpu_ids` by their slot."""
+        return self.gpu_ids[worker_slot % len(self.gpu_ids)]
+
+    def as_env(self) -> dict[str, str]:
+        """The environment variables that reproduce these settings (the CLI hands them to Gunicorn)."""
+        out: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool):
+                out[f.metadata["env"]] = "1" if value else "0"
+            elif isinstance(value, tuple):
+                out[f.metadata["env"]] = ",".join(str(v) for v in value)
+            else:
+                out[f.metadata["env"]] = str(value)
+        return out

@@ -1,0 +1,84 @@
+"""Bytes from a client -> a BGR uint8 image the pipeline can read, or a clear 4xx `ApiError`.
+
+Pillow reads the header first, so a decompression bomb (a tiny file declaring a huge image) is refused
+by its declared size before a single pixel is decoded. Truncated or corrupt files fail in `load()` and
+are reported, never passed on half-decoded. EXIF orientation is applied (phone photos of cheques are
+often stored sideways), alpha is composited on white (transparent PNG text stays readable), and 16-bit
+and float images are scaled to 8 bits.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from server.errors import ApiError
+
+ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "BMP", "TIFF", "WEBP", "GIF", "PPM", "MPO"})
+
+# Our own pixel limit is enforced before decoding; Pillow's global guard would only duplicate it
+# with a different number and a warning.
+Image.MAX_IMAGE_PIXELS = None
+
+
+def _to_rgb_array(image: Image.Image) -> np.ndarray:
+    """Any Pillow mode -> (H, W, 3) uint8 RGB."""
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        if mode.startswith("I;16"):
+            gray = values / 257.0  # full 16-bit range onto 8 bits
+        else:
+            low, high = float(values.min()), float(values.max())
+            gray = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+        gray8 = np.clip(np.rint(gray), 0, 255).astype(np.uint8)
+        return np.repeat(gray8[:, :, np.newaxis], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    if mode != "RGB":
+        image = image.convert("RGB")
+    return np.asarray(image)
+
+
+def decode_image(data: bytes, max_pixels: int) -> np.ndarray:
+    """Decode `data` into a contiguous BGR uint8 array, enforcing `max_pixels` before decoding."""
+    if not data:
+        raise ApiError(400, "empty_image", "the image is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise ApiError(422, "invalid_image", "the data is not an image in a format this server reads") from exc
+    except Exception as exc:  # a header so broken Pillow cannot even identify it
+        raise ApiError(422, "invalid_image", f"cannot read the image header: {exc}") from exc
+    if image.format not in ACCEPTED_FORMATS:
+        raise ApiError(
+            415, "unsupported_image_format",
+            f"image format {image.format} is not accepted; use one of {', '.join(sorted(ACCEPTED_FORMATS))}",
+        )
+    width, height = image.size
+    if width < 1 or height < 1:
+        raise ApiError(422, "invalid_image", f"the image declares an empty size {width}x{height}")
+    if width * height > max_pixels:
+        raise ApiError(
+            413, "image_too_large",
+            f"the image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}",
+            width=width, height=height, max_pixels=max_pixels,
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image.load()
+            image = ImageOps.exif_transpose(image) or image
+            rgb = _to_rgb_array(image)
+    except ApiError:
+        raise
+    except Exception as exc:  # OSError (truncated), SyntaxError (broken PNG chunks), ValueError, ...
+        raise ApiError(422, "corrupt_image", f"the {image.format} image is truncated or corrupt: {exc}") from exc
+    return np.ascontiguousarray(rgb[:, :, ::-1])

@@ -1,0 +1,61 @@
+"""Gunicorn settings and server hooks, derived from `Settings` (hence from the environment).
+
+`ocr-server serve` runs Gunicorn with `-c python:server.gunicorn_config`; the top-level
+`gunicorn.conf.py` re-exports this module for those who run `gunicorn -c gunicorn.conf.py`.
+
+Workers are gthread workers: threads keep answering health checks and queue requests while inference
+runs, and the app is built after fork (`preload_app = False`) so each worker loads its own predictors
+and the master never initialises Paddle or CUDA (PaddleOCR #1505: all workers on GPU 0).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from server.config import Settings
+
+_settings = Settings.from_env()
+
+bind = _settings.bind
+workers = _settings.workers
+threads = _settings.threads
+worker_class = "gthread"
+timeout = _settings.timeout_s
+graceful_timeout = 30
+keepalive = 5
+preload_app = False
+wsgi_app = "server.app:create_app()"
+loglevel = _settings.log_level
+accesslog = "-"
+errorlog = "-"
+# Keep the environment of workers in line with the CLI's flags (they are passed as env vars).
+raw_env = [f"{key}={value}" for key, value in _settings.as_env().items()]
+
+
+def on_starting(server: Any) -> None:
+    """Install the default model into an empty repository, once, in the master, before any worker."""
+    from server.repository.install import install_default
+    from server.repository.layout import ModelRepository
+
+    repo = ModelRepository(_settings.model_repo, _settings.pipeline_name)
+    if _settings.install_default and not repo.version_names():
+        server.log.info("model repository %s is empty: installing the default version", repo.pipeline_dir)
+        install_default(repo)
+
+
+def pre_fork(server: Any, worker: Any) -> None:
+    """Give each worker the lowest free slot; the slot picks its GPU and names it in metrics."""
+    used = {getattr(w, "ocr_slot", None) for w in server.WORKERS.values()}
+    slot = 0
+    while slot in used:
+        slot += 1
+    worker.ocr_slot = slot
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    os.environ["OCR_WORKER_SLOT"] = str(worker.ocr_slot)
+    app_log = logging.getLogger("server")
+    app_log.handlers = server.log.error_log.handlers
+    app_log.propagate = False  # Paddle configures the root logger; do not log every line twice

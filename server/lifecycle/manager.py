@@ -1,0 +1,103 @@
+"""Manager: which loaded version serves, and when a retired one may be freed.
+
+Every request takes one `ModelHandle` for its whole life (`with manager.acquire() as model:`), so it
+runs det, cls and rec of one version even if a swap happens half-way. A swap only moves the "active"
+reference; the old handle is retired and closed by whoever drops its last reference - the swap itself
+if it was idle, otherwise the last request still using it. Memory therefore holds at most the versions
+that are serving or still finishing requests.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+from server.lifecycle.loader import LoadedModel
+
+
+class NotReadyError(RuntimeError):
+    """No version has been loaded and warmed up yet."""
+
+
+class ModelHandle:
+    """A loaded model with a reference count; closed once retired and unreferenced."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+        self._refs = 0
+        self._retired = False
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def _take(self) -> None:
+        with self._lock:
+            self._refs += 1
+
+    def _drop(self) -> None:
+        with self._lock:
+            self._refs -= 1
+            close = self._retired and self._refs == 0 and not self._closed
+            self._closed |= close
+        if close:
+            self.model.close()
+
+    def retire(self) -> None:
+        with self._lock:
+            self._retired = True
+            close = self._refs == 0 and not self._closed
+            self._closed |= close
+        if close:
+            self.model.close()
+
+    @property
+    def in_use(self) -> int:
+        return self._refs
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
+class ModelManager:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._active: ModelHandle | None = None
+
+    @contextmanager
+    def acquire(self) -> Iterator[LoadedModel]:
+        """The active model, held for the duration of the `with` block."""
+        with self._lock:
+            handle = self._active
+            if handle is None:
+                raise NotReadyError("no model version is ready yet")
+            handle._take()
+        try:
+            yield handle.model
+        finally:
+            handle._drop()
+
+    def activate(self, model: LoadedModel) -> LoadedModel | None:
+        """Make `model` the one new requests get; returns the model it replaced (now retired)."""
+        new = ModelHandle(model)
+        with self._lock:
+            old, self._active = self._active, new
+        if old is None:
+            return None
+        old.retire()
+        return old.model
+
+    @property
+    def active(self) -> LoadedModel | None:
+        handle = self._active
+        return handle.model if handle is not None else None
+
+    @property
+    def ready(self) -> bool:
+        return self._active is not None
+
+    def shutdown(self) -> None:
+        with self._lock:
+            old, self._active = self._active, None
+        if old is not None:
+            old.retire()

@@ -1,0 +1,157 @@
+"""Plain data that flows through the OCR pipeline: stage settings, per-request options and results.
+
+Settings come from a model version's manifest (they belong to the model family, not to the server);
+options come from a request and may override a few of them within validated bounds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Mapping
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DetSettings:
+    """DB text detection: how the image is resized for the network and how the map becomes boxes.
+
+    The defaults are PaddleOCR 3.x's for PP-OCRv4 mobile detection (`limit_type=min`, side 64, at most
+    4000, ImageNet normalisation, box threshold 0.6, unclip 1.5). Measured on the SROIE dev receipts
+    (bench/parity.py and bench/pipeline.py) they read receipts better than RapidOCR's (side 736,
+    mean/std 0.5, box threshold 0.5, unclip 1.6, dilation), which remain one manifest edit away.
+    """
+
+    limit_side_len: int = 64
+    limit_type: str = "min"  # "min": upscale until the short side reaches the limit; "max": downscale
+    max_side_limit: int = 4000
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    thresh: float = 0.3
+    box_thresh: float = 0.6
+    unclip_ratio: float = 1.5
+    max_candidates: int = 1000
+    use_dilation: bool = False
+
+
+@dataclass(frozen=True)
+class ClsSettings:
+    """Text-line angle classifier (0 or 180 degrees)."""
+
+    image_shape: tuple[int, int, int] = (3, 48, 192)
+    labels: tuple[str, ...] = ("0", "180")
+    thresh: float = 0.9
+    batch_size: int = 6
+
+
+@dataclass(frozen=True)
+class RecSettings:
+    """CTC text recognition."""
+
+    image_shape: tuple[int, int, int] = (3, 48, 320)
+    batch_size: int = 6
+    use_space_char: bool = True
+    # Lines whose mean character confidence is below this are dropped from the result.
+    drop_score: float = 0.5
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    det: DetSettings = field(default_factory=DetSettings)
+    cls: ClsSettings = field(default_factory=ClsSettings)
+    rec: RecSettings = field(default_factory=RecSettings)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Mapping[str, Any]] | None) -> "PipelineSettings":
+        """Build from a manifest's `settings` section, keeping defaults for what it leaves out.
+
+        Unknown keys are an error: a misspelt threshold silently ignored would serve the wrong model.
+        """
+        data = data or {}
+        unknown = set(data) - {"det", "cls", "rec"}
+        if unknown:
+            raise ValueError(f"unknown settings sections: {sorted(unknown)}")
+        built = {}
+        for name, kind in (("det", DetSettings), ("cls", ClsSettings), ("rec", RecSettings)):
+            section = dict(data.get(name) or {})
+            allowed = set(kind.__dataclass_fields__)
+            bad = set(section) - allowed
+            if bad:
+                raise ValueError(f"unknown {name} settings: {sorted(bad)}")
+            for key, value in section.items():
+                if isinstance(value, list):
+                    section[key] = tuple(value)
+            built[name] = kind(**section)
+        return cls(**built)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """What one request may tune. `None` means "the model's setting"."""
+
+    use_cls: bool = True
+    det_limit_side_len: int | None = None
+    det_limit_type: str | None = None
+    det_thresh: float | None = None
+    det_box_thresh: float | None = None
+    det_unclip_ratio: float | None = None
+    drop_score: float | None = None
+
+    def apply(self, settings: PipelineSettings) -> PipelineSettings:
+        """The model's settings with this request's overrides laid on top."""
+        det_changes = {
+            key: value
+            for key, value in (
+                ("limit_side_len", self.det_limit_side_len),
+                ("limit_type", self.det_limit_type),
+                ("thresh", self.det_thresh),
+                ("box_thresh", self.det_box_thresh),
+                ("unclip_ratio", self.det_unclip_ratio),
+            )
+            if value is not None
+        }
+        det = replace(settings.det, **det_changes) if det_changes else settings.det
+        rec = replace(settings.rec, drop_score=self.drop_score) if self.drop_score is not None else settings.rec
+        if det is settings.det and rec is settings.rec:
+            return settings
+        return replace(settings, det=det, rec=rec)
+
+
+@dataclass
+class TextLine:
+    text: str
+    score: float
+    box: np.ndarray  # (4, 2) float32, clockwise from top-left, original image coordinates
+    angle: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "score": round(float(self.score), 4),
+            "box": [[int(round(float(x))), int(round(float(y)))] for x, y in self.box],
+            "angle": self.angle,
+        }
+
+
+@dataclass
+class StageTimings:
+    """Seconds spent in each stage of one image; `cls` is 0 when the classifier is skipped."""
+
+    det: float = 0.0
+    cls: float = 0.0
+    rec: float = 0.0
+
+
+@dataclass
+class ImageResult:
+    lines: list[TextLine]
+    timings: StageTimings
+    width: int
+    height: int
+
+    @property
+    def text(self) -> str:
+        return "\n".join(line.text for line in self.lines)

@@ -1,0 +1,166 @@
+"""`manifest.json`: what a model version is, where it came from, and the checksum of every file.
+
+The manifest is the publishing contract. A version directory without one, or whose files do not match
+their checksums, is never loaded: that is how a half-copied version (TF Serving #1086) is told apart
+from a finished one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+MANIFEST_NAME = "manifest.json"
+SCHEMA_VERSION = 1
+STAGES = ("det", "cls", "rec")
+_CHUNK = 1 << 20
+
+
+class ManifestError(ValueError):
+    """The manifest is missing, unreadable or malformed."""
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One network of the pipeline: its directory (relative to the version) and, for rec, its dictionary."""
+
+    dir: str
+    dict: str | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    name: str
+    version: str
+    created_at: str
+    created_by: str
+    source: dict[str, Any]
+    framework: dict[str, str]
+    stages: dict[str, StageSpec]
+    files: dict[str, str]  # path relative to the version directory -> sha256 hex
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    quality_gate: dict[str, Any] = field(default_factory=dict)
+    schema: int = SCHEMA_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["stages"] = {
+            name: {k: v for k, v in asdict(spec).items() if v is not None} for name, spec in self.stages.items()
+        }
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> "Manifest":
+        if not isinstance(data, dict):
+            raise ManifestError("manifest must be a JSON object")
+        required = ("name", "version", "stages", "files")
+        missing = [key for key in required if key not in data]
+        if missing:
+            raise ManifestError(f"manifest lacks {', '.join(missing)}")
+        stages_raw = data["stages"]
+        if not isinstance(stages_raw, dict) or not {"det", "rec"} <= set(stages_raw):
+            raise ManifestError("manifest stages must include det and rec")
+        unknown = set(stages_raw) - set(STAGES)
+        if unknown:
+            raise ManifestError(f"unknown stages: {sorted(unknown)}")
+        try:
+            stages = {name: StageSpec(**spec) for name, spec in stages_raw.items()}
+        except TypeError as exc:
+            raise ManifestError(f"bad stage entry: {exc}") from exc
+        if stages["rec"].dict is None:
+            raise ManifestError("the rec stage must name its character dictionary ('dict')")
+        files = data["files"]
+        if not isinstance(files, dict) or not all(isinstance(v, str) and len(v) == 64 for v in files.values()):
+            raise ManifestError("files must map relative paths to sha256 hex digests")
+        return cls(
+            name=str(data["name"]),
+            version=str(data["version"]),
+            created_at=str(data.get("created_at", "")),
+            created_by=str(data.get("created_by", "")),
+            source=dict(data.get("source") or {}),
+            framework=dict(data.get("framework") or {}),
+            stages=stages,
+            files=dict(files),
+            settings=dict(data.get("settings") or {}),
+            quality_gate=dict(data.get("quality_gate") or {}),
+            schema=int(data.get("schema", SCHEMA_VERSION)),
+        )
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_manifest(version_dir: Path) -> Manifest:
+    path = version_dir / MANIFEST_NAME
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ManifestError(f"{MANIFEST_NAME} not found") from exc
+    except OSError as exc:
+        raise ManifestError(f"cannot read {MANIFEST_NAME}: {exc}") from exc
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"{MANIFEST_NAME} is not valid JSON: {exc}") from exc
+    return Manifest.from_json(data)
+
+
+def write_manifest(version_dir: Path, manifest: Manifest) -> None:
+    """Write atomically (temp file + rename): a reader sees the old manifest or the new, never half."""
+    tmp = version_dir / f".{MANIFEST_NAME}.tmp"
+    tmp.write_text(json.dumps(manifest.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, version_dir / MANIFEST_NAME)
+
+
+def hash_tree(version_dir: Path) -> dict[str, str]:
+    """sha256 of every regular file under `version_dir` except the manifest itself."""
+    hashes = {}
+    for path in sorted(version_dir.rglob("*")):
+        if path.is_file() and path.name != MANIFEST_NAME and not path.name.startswith("."):
+            hashes[path.relative_to(version_dir).as_posix()] = sha256_file(path)
+    return hashes
+
+
+def verify_files(version_dir: Path, manifest: Manifest) -> list[str]:
+    """Problems found checking every listed file against its checksum; empty when the version is whole.
+
+    A listed path that escapes the version directory (`..`, absolute, or through a symlink) is a problem
+    too: a manifest must not make the server read files outside the repository.
+    """
+    problems = []
+    root = version_dir.resolve()
+    for rel, expected in sorted(manifest.files.items()):
+        path = (version_dir / rel).resolve()
+        if root not in path.parents:
+            problems.append(f"{rel}: outside the version directory")
+            continue
+        try:
+            actual = sha256_file(path)
+        except FileNotFoundError:
+            problems.append(f"{rel}: missing")
+            continue
+        except OSError as exc:
+            problems.append(f"{rel}: unreadable ({exc.strerror})")
+            continue
+        if actual != expected:
+            problems.append(f"{rel}: sha256 mismatch")
+    for name, spec in manifest.stages.items():
+        needed = [spec.dir] + ([spec.dict] if spec.dict else [])
+        for rel in needed:
+            if not any(f == rel or f.startswith(rel.rstrip("/") + "/") for f in manifest.files):
+                problems.append(f"{name}: {rel} is not covered by the manifest's files")
+    return problems
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat()

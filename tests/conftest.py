@@ -1,0 +1,35 @@
+"""Shared fixtures: the installed default model and a repository copy per test session or test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from server.repository.install import install_default
+from server.repository.layout import ModelRepository
+from tests.helpers import DEFAULT_VERSION, ROOT, RunningServer, copy_version, gunicorn_server
+
+
+@pytest.fixture(scope="session")
+def default_version_dir() -> Path:
+    """The default PP-OCRv4 version in ./models (installed once; later calls are no-ops)."""
+    return install_default(ModelRepository(ROOT / "models"))
+
+
+@pytest.fixture()
+def model_repo(tmp_path: Path, default_version_dir: Path) -> Path:
+    """A fresh repository holding a copy of the default version, for tests that change it."""
+    root = tmp_path / "models"
+    copy_version(default_version_dir, root, DEFAULT_VERSION)
+    return root
+
+
+@pytest.fixture(scope="session")
+def shared_server(tmp_path_factory: pytest.TempPathFactory, default_version_dir: Path) -> Iterator[RunningServer]:
+    """One Gunicorn server (2 workers x 4 threads) on the default model, shared by read-only API tests."""
+    root = tmp_path_factory.mktemp("shared") / "models"
+    copy_version(default_version_dir, root, DEFAULT_VERSION)
+    with gunicorn_server(root, tmp_path_factory.mktemp("logs"), workers=2, threads=4) as server:
+        yield server
