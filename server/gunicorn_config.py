@@ -29,6 +29,9 @@ preload_app = False
 wsgi_app = "server.app:create_app()"
 loglevel = _settings.log_level
 accesslog = "-"
+# Gunicorn 27's control socket lives at one fixed path per user: several servers on one host (tests,
+# blue/green) would fight over it, and nothing here uses `gunicornc`.
+control_socket_disable = True
 errorlog = "-"
 # Keep the environment of workers in line with the CLI's flags (they are passed as env vars).
 raw_env = [f"{key}={value}" for key, value in _settings.as_env().items()]
