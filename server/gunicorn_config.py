@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server.config import Settings
 from server.multiprocess import MetricsDirectory, mark_worker_dead, prepare_directory, remove_directory
 
+if TYPE_CHECKING:  # imported for real only once the metrics directory is exported (server.multiprocess)
+    from server.exposition import MasterExporter
+
 _settings = Settings.from_env()
 # Set in the master by the hooks below (metrics: see server.multiprocess and server.exposition).
 _metrics_dir: MetricsDirectory | None = None
-_exporter: Any = None  # server.exposition.MasterExporter, imported only once the directory is exported
+_exporter: MasterExporter | None = None
 
 bind = _settings.bind
 workers = _settings.workers
