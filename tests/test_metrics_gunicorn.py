@@ -269,9 +269,9 @@ def test_three_workers_one_view_and_a_killed_worker(model_repo: Path, tmp_path: 
             responses = list(pool.map(lambda call: call(), calls))
         for response in responses[:6]:
             expected.add_answer(response)
-        for response, ((status, code), count) in zip(
-                responses[6:], [item for item in BAD_EXPECTED.items() for _ in range(item[1])]):
-            assert (str(response.status_code), response.json()["error"]) == (status, code)
+        refusals = [status_and_code for status_and_code, n in BAD_EXPECTED.items() for _ in range(n)]
+        for response, status_and_code in zip(responses[6:], refusals, strict=True):
+            assert (str(response.status_code), response.json()["error"]) == status_and_code
         with requests.Session() as session:
             answer = session.post(f"{server.url}/v1/ocr", data=_png(GOOD_PAGES["receipt"]),
                                   headers={"Content-Type": "image/png"}, timeout=300)
