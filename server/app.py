@@ -13,7 +13,8 @@ import uuid
 
 from flask import Flask, Response, g, request
 
-from server.api import health, ocr
+from server import instrumentation
+from server.api import feedback, health, metrics, ocr
 from server.config import Settings
 from server.context import EXTENSION_KEY, ServerContext
 from server.errors import register_error_handlers
@@ -45,8 +46,11 @@ def create_app(settings: Settings | None = None, context: ServerContext | None =
     app.before_request(_assign_request_id)
     app.after_request(_tag_response)
     register_error_handlers(app)
+    instrumentation.install(app, settings)
     app.register_blueprint(health.bp)
     app.register_blueprint(ocr.bp)
+    app.register_blueprint(feedback.bp)
+    app.register_blueprint(metrics.bp)
 
     if start:
         context.controller.start()

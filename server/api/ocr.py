@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from flask import Blueprint, Request, Response, g, jsonify, request
 
+from server import instrumentation
 from server.context import current_context
 from server.decode import decode_image
 from server.errors import ApiError
@@ -155,6 +156,7 @@ def ocr() -> Response:
 
     try:
         with ctx.manager.acquire() as model:
+            instrumentation.model_chosen(model.version)
             results = [(model.pipeline.run(image, options), seconds) for image, seconds in decoded]
     except NotReadyError as exc:
         err = ApiError(503, "model_not_ready", str(exc))
@@ -184,4 +186,5 @@ def ocr() -> Response:
     }
     response = jsonify(body)
     response.headers["X-Model-Version"] = model.version
+    instrumentation.record_results(model.version, results)
     return response

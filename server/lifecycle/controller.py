@@ -8,12 +8,14 @@ worker answers `/healthz` (and a 503 from `/readyz`) while the first model loads
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
 
 from server.lifecycle.loader import LoadError, load_version
 from server.lifecycle.manager import ModelManager
+from server.metrics import MODEL_LOAD_DURATION, MODEL_LOADS, model_serving
 from server.repository.layout import ModelRepository
 from server.runtime import RuntimeOptions
 
@@ -59,8 +61,14 @@ class LifecycleController:
             except LoadError as exc:
                 log.warning("version %s rejected: %s", version, exc)
                 self._set(version, "rejected", str(exc))
+                MODEL_LOADS.labels(result="failure").inc()
                 continue
+            MODEL_LOADS.labels(result="success").inc()
+            MODEL_LOAD_DURATION.labels(phase="load").observe(model.load_seconds)
+            MODEL_LOAD_DURATION.labels(phase="warmup").observe(model.warmup_seconds)
             old = self.manager.activate(model)
+            device = "cpu" if self.options.device == "cpu" else f"gpu:{self.options.gpu_id}"
+            model_serving(version, worker=os.environ.get("OCR_WORKER_SLOT", "0"), backend="paddle", device=device)
             if old is not None:
                 self._set(old.version, "retired")
             self._set(version, "serving")
