@@ -81,6 +81,20 @@ class RunningServer:
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
         return [int(pid) for pid in children.read_text().split()]
 
+    def wait_alive(self, timeout: float) -> None:
+        """Wait until a worker answers /healthz (it may still be loading, or have no model at all)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.log()[-4000:]}")
+            try:
+                if requests.get(f"{self.url}/healthz", timeout=5).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"server not answering after {timeout}s:\n{self.log()[-4000:]}")
+
     def post_image(self, data: bytes, content_type: str = "image/png", **kwargs: object) -> requests.Response:
         return requests.post(f"{self.url}/v1/ocr", data=data, headers={"Content-Type": content_type},
                              timeout=kwargs.pop("timeout", 120), **kwargs)  # type: ignore[arg-type]
