@@ -1,0 +1,155 @@
+"""The OCR engines a benchmark compares: this project's pipeline and the installed anchors.
+
+Every engine takes the same decoded BGR image (decoding is not timed: the anchors decode differently and
+the server's decode is measured by bench/server.py) and returns `PredictedLine`s in its reading order.
+Anchors are optional (`make bench-setup` installs them); `available_engines` lists those that import.
+
+Settings presets make "same weights, same settings" comparisons possible (bench/parity.py):
+`rapidocr` is RapidOCR 1.4's config.yaml, `paddleocr` PaddleOCR 3.x's PP-OCRv4 mobile defaults.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from bench.sroie import PredictedLine
+from server.pipeline.types import DetSettings, PipelineSettings
+
+# RapidOCR 1.4.x config.yaml (Det section and Global.text_score).
+RAPIDOCR_DET = DetSettings(
+    limit_side_len=736, limit_type="min", max_side_limit=4000, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+    thresh=0.3, box_thresh=0.5, unclip_ratio=1.6, max_candidates=1000, use_dilation=True,
+)
+# PaddleOCR 3.x, PP-OCRv4_mobile_det's inference.yml and TextDetection defaults.
+PADDLEOCR_DET = DetSettings(
+    limit_side_len=64, limit_type="min", max_side_limit=4000, mean=(0.485, 0.456, 0.406),
+    std=(0.229, 0.224, 0.225), thresh=0.3, box_thresh=0.6, unclip_ratio=1.5, max_candidates=1000,
+    use_dilation=False,
+)
+PRESETS: dict[str, Callable[[PipelineSettings], PipelineSettings]] = {
+    "default": lambda s: s,
+    "rapidocr": lambda s: replace(s, det=RAPIDOCR_DET, rec=replace(s.rec, drop_score=0.5)),
+    "paddleocr": lambda s: replace(s, det=PADDLEOCR_DET, rec=replace(s.rec, drop_score=0.0)),
+}
+
+
+class Engine(Protocol):
+    name: str
+
+    def __call__(self, image: np.ndarray) -> list[PredictedLine]: ...
+
+    def close(self) -> None: ...
+
+
+class OurPipeline:
+    """This project's pipeline, loaded exactly as a server worker loads it (verify, build, warm up)."""
+
+    def __init__(self, model_repo: Path, version: str | None, preset: str = "default",
+                 cpu_threads: int | None = None, name: str = "ours") -> None:
+        from server.config import Settings
+        from server.context import runtime_options
+        from server.lifecycle.loader import load_version
+        from server.repository.layout import ModelRepository
+
+        settings = Settings.from_env({**os.environ, "OCR_WORKERS": "1", "OCR_THREADS": "1"})
+        if cpu_threads:
+            settings = replace(settings, cpu_threads=cpu_threads)
+        repo = ModelRepository(model_repo, settings.pipeline_name)
+        version = version or repo.version_names()[-1]
+        self.model = load_version(repo, version, runtime_options(settings, 0))
+        pipeline = self.model.pipeline
+        self.pipeline = replace(pipeline, settings=PRESETS[preset](pipeline.settings))
+        self.name = name
+        self.version = version
+
+    def __call__(self, image: np.ndarray) -> list[PredictedLine]:
+        result = self.pipeline.run(image)
+        return [PredictedLine(line.box, line.text) for line in result.lines]
+
+    def close(self) -> None:
+        self.model.close()
+
+
+class RapidOcr:
+    """RapidOCR 1.4 (`rapidocr_onnxruntime` or `rapidocr_paddle`) with its own config.yaml defaults.
+
+    `max_side_len` is RapidOCR's pre-resize of large images (2000 by default); parity runs lift it so
+    that both pipelines see the same pixels.
+    """
+
+    def __init__(self, module: str, name: str, max_side_len: int | None = None) -> None:
+        engine_cls = __import__(module, fromlist=["RapidOCR"]).RapidOCR
+        self.engine = engine_cls()
+        if max_side_len is not None:
+            self.engine.max_side_len = max_side_len
+        self.name = name
+
+    def __call__(self, image: np.ndarray) -> list[PredictedLine]:
+        result, _ = self.engine(image)
+        return [PredictedLine(np.asarray(box, dtype=np.float32), text) for box, text, _score in result or []]
+
+    def close(self) -> None:
+        self.engine = None
+
+
+class PaddleOcr3:
+    """PaddleOCR 3.x's `PaddleOCR` pipeline on the same PP-OCRv4 mobile weights, offline.
+
+    PaddleOCR 3.x only accepts a model directory that holds an `inference.yml` naming the model; those are
+    written beside copies of the weights by `prepare_paddleocr_models`. PaddleX's PIR + oneDNN path crashes
+    on these legacy models, so oneDNN is off (`enable_mkldnn=False`), as it had to be for the issue's figures.
+    """
+
+    def __init__(self, model_dir: Path, name: str = "paddleocr3") -> None:
+        from paddleocr import PaddleOCR
+
+        self.engine = PaddleOCR(
+            text_detection_model_name="PP-OCRv4_mobile_det",
+            text_detection_model_dir=str(model_dir / "det"),
+            text_recognition_model_name="PP-OCRv4_mobile_rec",
+            text_recognition_model_dir=str(model_dir / "rec"),
+            use_doc_orientation_classify=False,
+            use_doc_unwarping=False,
+            use_textline_orientation=False,
+            enable_mkldnn=False,
+        )
+        self.name = name
+
+    def __call__(self, image: np.ndarray) -> list[PredictedLine]:
+        (result,) = self.engine.predict(image)
+        return [
+            PredictedLine(np.asarray(poly, dtype=np.float32), text)
+            for poly, text in zip(result["rec_polys"], result["rec_texts"])
+        ]
+
+    def close(self) -> None:
+        self.engine = None
+
+
+ANCHORS = {
+    "rapidocr-onnx": "rapidocr_onnxruntime",
+    "rapidocr-paddle": "rapidocr_paddle",
+    "paddleocr3": "paddleocr",
+}
+
+
+def available_anchors() -> list[str]:
+    return [name for name, module in ANCHORS.items() if importlib.util.find_spec(module) is not None]
+
+
+def build_anchor(name: str, paddleocr_models: Path | None = None) -> Engine:
+    if name == "rapidocr-onnx":
+        return RapidOcr("rapidocr_onnxruntime", name)
+    if name == "rapidocr-paddle":
+        return RapidOcr("rapidocr_paddle", name)
+    if name == "paddleocr3":
+        if paddleocr_models is None:
+            raise ValueError("paddleocr3 needs --paddleocr-models (see bench/README.md)")
+        return PaddleOcr3(paddleocr_models, name)
+    raise ValueError(f"unknown engine {name!r}; known: ours, {', '.join(ANCHORS)}")
