@@ -51,18 +51,21 @@ class OurPipeline:
     """This project's pipeline, loaded exactly as a server worker loads it (verify, build, warm up)."""
 
     def __init__(self, model_repo: Path, version: str | None, preset: str = "default",
-                 cpu_threads: int | None = None, name: str = "ours") -> None:
+                 cpu_threads: int | None = None, name: str = "ours", workers: int = 1, threads: int = 1,
+                 slot: int = 0) -> None:
+        """Runtime options are derived as a server worker derives them for `workers` x `threads`
+        (one worker with all cores by default); `cpu_threads` overrides the math-library threads."""
         from server.config import Settings
         from server.context import runtime_options
         from server.lifecycle.loader import load_version
         from server.repository.layout import ModelRepository
 
-        settings = Settings.from_env({**os.environ, "OCR_WORKERS": "1", "OCR_THREADS": "1"})
+        settings = Settings.from_env({**os.environ, "OCR_WORKERS": str(workers), "OCR_THREADS": str(threads)})
         if cpu_threads:
             settings = replace(settings, cpu_threads=cpu_threads)
         repo = ModelRepository(model_repo, settings.pipeline_name)
         version = version or repo.version_names()[-1]
-        self.model = load_version(repo, version, runtime_options(settings, 0))
+        self.model = load_version(repo, version, runtime_options(settings, slot))
         pipeline = self.model.pipeline
         self.pipeline = replace(pipeline, settings=PRESETS[preset](pipeline.settings))
         self.name = name

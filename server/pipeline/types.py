@@ -50,6 +50,9 @@ class RecSettings:
 
     image_shape: tuple[int, int, int] = (3, 48, 320)
     batch_size: int = 6
+    # Input widths crops are padded to (see server.pipeline.rec.plan_batches); () pads each batch to
+    # its widest crop and at least to the nominal width, as PaddleOCR and RapidOCR do.
+    width_buckets: tuple[int, ...] = ()
     use_space_char: bool = True
     # Lines whose mean character confidence is below this are dropped from the result.
     drop_score: float = 0.5

@@ -1,0 +1,109 @@
+"""In-process pipeline benchmark: per-receipt latency, throughput and accuracy, ours against the anchors.
+
+All engines live in one process and take turns on each receipt (the order rotates per receipt), so a
+noisy neighbour on a shared machine slows them alike and the ratios stay meaningful. Every engine first
+reads `--warmup` receipts untimed. Throughput is single-stream (receipts / summed latency); each engine
+uses every core in its own default way (ours: one worker's derived settings with all cores).
+
+    .venv/bin/python -m bench.pipeline --data DIR [--engines ours,rapidocr-onnx,rapidocr-paddle]
+
+Engine names: `ours` (settings of the installed version), `ours:<preset>` with a preset of
+bench/engines.py (`rapidocr`, `paddleocr`), and the anchors `rapidocr-onnx`, `rapidocr-paddle`, `paddleocr3`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.cli import add_common_args, data_dir
+from bench.engines import Engine, OurPipeline, available_anchors, build_anchor
+from bench.report import machine, print_table, results_path
+from bench.sroie import Accuracy, ReceiptScore, load_dataset, score
+
+
+def build_engine(spec: str, args: argparse.Namespace) -> Engine:
+    if spec == "ours" or spec.startswith("ours:"):
+        preset = spec.partition(":")[2] or "default"
+        return OurPipeline(args.model_repo, args.version, preset=preset, cpu_threads=args.cpu_threads, name=spec)
+    return build_anchor(spec, args.paddleocr_models)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_args(parser)
+    parser.add_argument("--engines", default=None,
+                        help="comma-separated engines (default: ours and every installed anchor)")
+    parser.add_argument("--warmup", type=int, default=1, help="receipts each engine reads untimed first")
+    parser.add_argument("--paddleocr-models", type=Path, default=None,
+                        help="directory prepared by bench/paddleocr_models.py (for paddleocr3)")
+    args = parser.parse_args(argv)
+
+    specs = args.engines.split(",") if args.engines else ["ours", *[a for a in available_anchors() if a != "paddleocr3" or args.paddleocr_models]]
+    receipts = load_dataset(data_dir(args), args.limit)
+    engines = [build_engine(spec, args) for spec in specs]
+    for engine in engines:
+        for receipt in receipts[: args.warmup]:
+            engine(receipt.load_image())
+
+    latencies: dict[str, list[float]] = {e.name: [] for e in engines}
+    scores: dict[str, list[ReceiptScore]] = {e.name: [] for e in engines}
+    for k, receipt in enumerate(receipts):
+        image = receipt.load_image()
+        for engine in engines[k % len(engines):] + engines[: k % len(engines)]:
+            start = time.perf_counter()
+            lines = engine(image)
+            latencies[engine.name].append(time.perf_counter() - start)
+            scores[engine.name].append(score(lines, receipt))
+        print(f"  {receipt.id}: " + "  ".join(f"{e.name} {latencies[e.name][-1]:.2f}s" for e in engines), flush=True)
+
+    ours_name = next((e.name for e in engines if e.name.startswith("ours")), None)
+    ours_median = statistics.median(latencies[ours_name]) if ours_name else None
+    summary_rows, results = [], []
+    for engine in engines:
+        lat = latencies[engine.name]
+        acc = Accuracy.total(scores[engine.name])
+        median = statistics.median(lat)
+        entry = {
+            "engine": engine.name,
+            "median_s": median,
+            "p90_s": percentile(lat, 90),
+            "mean_s": statistics.fmean(lat),
+            "throughput_per_s": len(lat) / sum(lat),
+            "cer": acc.cer,
+            "line_recall": acc.line_recall,
+            "key_hit_rate": acc.key_hit_rate,
+            "median_vs_ours": median / ours_median if ours_median else None,
+            "latencies_s": lat,
+            "cer_per_receipt": [s.cer for s in scores[engine.name]],
+        }
+        results.append(entry)
+        summary_rows.append([
+            engine.name, f"{median:.3f}", f"{entry['p90_s']:.3f}", f"{entry['throughput_per_s']:.3f}",
+            f"{100 * acc.cer:.2f}%", f"{100 * acc.line_recall:.1f}%", f"{100 * acc.key_hit_rate:.1f}%",
+            f"{entry['median_vs_ours']:.2f}x" if ours_median else "-",
+        ])
+    print_table(["engine", "median s", "p90 s", "receipts/s", "CER", "line recall", "key fields",
+                 "median / ours"], summary_rows)
+    path = results_path("pipeline")
+    path.write_text(json.dumps({
+        "benchmark": "pipeline", "machine": machine(), "receipts": len(receipts), "data": str(data_dir(args)),
+        "warmup": args.warmup, "engines": results,
+    }, indent=2), encoding="utf-8")
+    print(f"wrote {path}")
+    for engine in engines:
+        engine.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
