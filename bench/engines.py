@@ -2,10 +2,11 @@
 
 Every engine takes the same decoded BGR image (decoding is not timed: the anchors decode differently and
 the server's decode is measured by bench/server.py) and returns `PredictedLine`s in its reading order.
-Anchors are optional (`make bench-setup` installs them); `available_engines` lists those that import.
+Anchors are optional (`make bench-setup` installs them); `available_anchors` lists those that import.
 
 Settings presets make "same weights, same settings" comparisons possible (bench/parity.py):
-`rapidocr` is RapidOCR 1.4's config.yaml, `paddleocr` PaddleOCR 3.x's PP-OCRv4 mobile defaults.
+`rapidocr` is RapidOCR 1.4's config.yaml (recognition batching included), `rapidocr-det` only its
+detection settings and text score, `paddleocr` PaddleOCR 3.x's PP-OCRv4 mobile defaults.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ PADDLEOCR_DET = DetSettings(
 )
 PRESETS: dict[str, Callable[[PipelineSettings], PipelineSettings]] = {
     "default": lambda s: s,
-    "rapidocr": lambda s: replace(s, det=RAPIDOCR_DET, rec=replace(s.rec, drop_score=0.5)),
+    "rapidocr": lambda s: replace(s, det=RAPIDOCR_DET, rec=replace(s.rec, drop_score=0.5, width_buckets=())),
+    # RapidOCR's detection settings and text score with this project's recognition batching: compares
+    # detection settings alone (the default-settings measurement of issue 2).
+    "rapidocr-det": lambda s: replace(s, det=RAPIDOCR_DET, rec=replace(s.rec, drop_score=0.5)),
     "paddleocr": lambda s: replace(s, det=PADDLEOCR_DET, rec=replace(s.rec, drop_score=0.0)),
 }
 
@@ -101,44 +105,9 @@ class RapidOcr:
         self.engine = None
 
 
-class PaddleOcr3:
-    """PaddleOCR 3.x's `PaddleOCR` pipeline on the same PP-OCRv4 mobile weights, offline.
-
-    PaddleOCR 3.x only accepts a model directory that holds an `inference.yml` naming the model; those are
-    written beside copies of the weights by `prepare_paddleocr_models`. PaddleX's PIR + oneDNN path crashes
-    on these legacy models, so oneDNN is off (`enable_mkldnn=False`), as it had to be for the issue's figures.
-    """
-
-    def __init__(self, model_dir: Path, name: str = "paddleocr3") -> None:
-        from paddleocr import PaddleOCR
-
-        self.engine = PaddleOCR(
-            text_detection_model_name="PP-OCRv4_mobile_det",
-            text_detection_model_dir=str(model_dir / "det"),
-            text_recognition_model_name="PP-OCRv4_mobile_rec",
-            text_recognition_model_dir=str(model_dir / "rec"),
-            use_doc_orientation_classify=False,
-            use_doc_unwarping=False,
-            use_textline_orientation=False,
-            enable_mkldnn=False,
-        )
-        self.name = name
-
-    def __call__(self, image: np.ndarray) -> list[PredictedLine]:
-        (result,) = self.engine.predict(image)
-        return [
-            PredictedLine(np.asarray(poly, dtype=np.float32), text)
-            for poly, text in zip(result["rec_polys"], result["rec_texts"])
-        ]
-
-    def close(self) -> None:
-        self.engine = None
-
-
 ANCHORS = {
     "rapidocr-onnx": "rapidocr_onnxruntime",
     "rapidocr-paddle": "rapidocr_paddle",
-    "paddleocr3": "paddleocr",
 }
 
 
@@ -146,13 +115,7 @@ def available_anchors() -> list[str]:
     return [name for name, module in ANCHORS.items() if importlib.util.find_spec(module) is not None]
 
 
-def build_anchor(name: str, paddleocr_models: Path | None = None) -> Engine:
-    if name == "rapidocr-onnx":
-        return RapidOcr("rapidocr_onnxruntime", name)
-    if name == "rapidocr-paddle":
-        return RapidOcr("rapidocr_paddle", name)
-    if name == "paddleocr3":
-        if paddleocr_models is None:
-            raise ValueError("paddleocr3 needs --paddleocr-models (see bench/README.md)")
-        return PaddleOcr3(paddleocr_models, name)
+def build_anchor(name: str) -> Engine:
+    if name in ANCHORS:
+        return RapidOcr(ANCHORS[name], name)
     raise ValueError(f"unknown engine {name!r}; known: ours, {', '.join(ANCHORS)}")

@@ -8,7 +8,7 @@ uses every core in its own default way (ours: one worker's derived settings with
     .venv/bin/python -m bench.pipeline --data DIR [--engines ours,rapidocr-onnx,rapidocr-paddle]
 
 Engine names: `ours` (settings of the installed version), `ours:<preset>` with a preset of
-bench/engines.py (`rapidocr`, `paddleocr`), and the anchors `rapidocr-onnx`, `rapidocr-paddle`, `paddleocr3`.
+bench/engines.py (`rapidocr`, `paddleocr`), and the anchors `rapidocr-onnx` and `rapidocr-paddle`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import argparse
 import json
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 
@@ -31,7 +30,7 @@ def build_engine(spec: str, args: argparse.Namespace) -> Engine:
     if spec == "ours" or spec.startswith("ours:"):
         preset = spec.partition(":")[2] or "default"
         return OurPipeline(args.model_repo, args.version, preset=preset, cpu_threads=args.cpu_threads, name=spec)
-    return build_anchor(spec, args.paddleocr_models)
+    return build_anchor(spec)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -44,11 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engines", default=None,
                         help="comma-separated engines (default: ours and every installed anchor)")
     parser.add_argument("--warmup", type=int, default=1, help="receipts each engine reads untimed first")
-    parser.add_argument("--paddleocr-models", type=Path, default=None,
-                        help="directory prepared by bench/paddleocr_models.py (for paddleocr3)")
     args = parser.parse_args(argv)
 
-    specs = args.engines.split(",") if args.engines else ["ours", *[a for a in available_anchors() if a != "paddleocr3" or args.paddleocr_models]]
+    specs = args.engines.split(",") if args.engines else ["ours", *available_anchors()]
     receipts = load_dataset(data_dir(args), args.limit)
     engines = [build_engine(spec, args) for spec in specs]
     for engine in engines:

@@ -62,10 +62,12 @@ def padded_width(width: int, settings: RecSettings) -> int:
 def plan_batches(ratios: list[float], settings: RecSettings) -> list[tuple[int, list[int]]]:
     """Group crops (given by their width / height ratios) into batches of (input width, indices).
 
-    With `width_buckets` each crop is padded only up to its bucket, and a batch holds at most
-    `batch_size` crops of one bucket. With none (PaddleOCR's and RapidOCR's batching, kept for parity
-    checks), crops are batched in order of ratio and padded to the widest of their batch, and at least
-    to the nominal width.
+    With `width_buckets`, each crop is padded only up to its bucket; a bucket's crops go in full batches
+    of `batch_size` and what is left over goes one crop at a time, so that a bucket only ever produces
+    two input shapes (the runtime builds and caches kernels per shape: a new shape costs about one extra
+    inference). With no buckets (PaddleOCR's and RapidOCR's batching, kept for parity checks), crops
+    are batched in order of ratio and padded to the widest of their batch, and at least to the nominal
+    width.
     """
     _, height, nominal = settings.image_shape
     order = sorted(range(len(ratios)), key=ratios.__getitem__)
@@ -76,11 +78,12 @@ def plan_batches(ratios: list[float], settings: RecSettings) -> list[tuple[int, 
     groups: dict[int, list[int]] = {}
     for i in order:
         groups.setdefault(padded_width(math.ceil(height * ratios[i]), settings), []).append(i)
-    return [
-        (width, members[i : i + size])
-        for width, members in groups.items()
-        for i in range(0, len(members), size)
-    ]
+    batches = []
+    for width, members in groups.items():
+        full = len(members) - len(members) % size
+        batches += [(width, members[i : i + size]) for i in range(0, full, size)]
+        batches += [(width, [i]) for i in members[full:]]
+    return batches
 
 
 class TextRecognizer:

@@ -52,7 +52,7 @@ class RecSettings:
     batch_size: int = 6
     # Input widths crops are padded to (see server.pipeline.rec.plan_batches); () pads each batch to
     # its widest crop and at least to the nominal width, as PaddleOCR and RapidOCR do.
-    width_buckets: tuple[int, ...] = ()
+    width_buckets: tuple[int, ...] = (96, 160, 224, 320, 480, 640, 960, 1280)
     use_space_char: bool = True
     # Lines whose mean character confidence is below this are dropped from the result.
     drop_score: float = 0.5
