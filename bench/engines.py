@@ -87,12 +87,14 @@ class RapidOcr:
     """RapidOCR 1.4 (`rapidocr_onnxruntime` or `rapidocr_paddle`) with its own config.yaml defaults.
 
     `max_side_len` is RapidOCR's pre-resize of large images (2000 by default); parity runs lift it so
-    that both pipelines see the same pixels.
+    that both pipelines see the same pixels. `threads` sets its math-library threads (ONNX Runtime's
+    intra-op threads, Paddle's CPU math threads); by default it keeps its own choice.
     """
 
-    def __init__(self, module: str, name: str, max_side_len: int | None = None) -> None:
+    def __init__(self, module: str, name: str, max_side_len: int | None = None, threads: int | None = None) -> None:
         engine_cls = __import__(module, fromlist=["RapidOCR"]).RapidOCR
-        self.engine = engine_cls()
+        thread_option = "intra_op_num_threads" if module == "rapidocr_onnxruntime" else "cpu_math_library_num_threads"
+        self.engine = engine_cls(**({thread_option: threads} if threads else {}))
         if max_side_len is not None:
             self.engine.max_side_len = max_side_len
         self.name = name
@@ -115,7 +117,7 @@ def available_anchors() -> list[str]:
     return [name for name, module in ANCHORS.items() if importlib.util.find_spec(module) is not None]
 
 
-def build_anchor(name: str) -> Engine:
+def build_anchor(name: str, threads: int | None = None) -> Engine:
     if name in ANCHORS:
-        return RapidOcr(ANCHORS[name], name)
+        return RapidOcr(ANCHORS[name], name, threads=threads)
     raise ValueError(f"unknown engine {name!r}; known: ours, {', '.join(ANCHORS)}")

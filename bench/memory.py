@@ -80,6 +80,8 @@ def drive(server: Server, bodies: list[bytes], concurrency: int) -> tuple[list[t
             with lock:
                 errors += failed
                 samples.append((len(samples) + 1, rss))
+                if len(samples) % 100 == 0:
+                    print(f"  {len(samples)} requests: RSS {rss / 2**20:.0f} MiB, errors {errors}", flush=True)
         conn.close()
 
     threads = [threading.Thread(target=client) for _ in range(concurrency)]

@@ -50,7 +50,11 @@ def _free_port() -> int:
 @contextmanager
 def running_server(model_repo: Path, workers: int, threads: int, env: dict[str, str] | None = None,
                    timeout: float = 600.0) -> Iterator[Server]:
-    """A Gunicorn server with `workers` x `threads`, ready (every worker serving) when yielded."""
+    """A Gunicorn server with `workers` x `threads`, ready (every worker serving) when yielded.
+
+    SIGTERM to the benchmark becomes SystemExit, so that the server is stopped with it.
+    """
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     port = _free_port()
     full_env = {
         **os.environ,

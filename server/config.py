@@ -129,6 +129,8 @@ class Settings:
             return self.inference_concurrency
         if self.device == "gpu":
             return min(self.threads, 2)
+        if self.onednn:
+            return 1  # oneDNN runs are serialised per process (server/runtime/paddle.py)
         share = max(1, _cpu_count() // self.workers)
         return max(1, min(self.threads, share // self.effective_cpu_threads))
 
