@@ -59,7 +59,6 @@ def drive(server: Server, bodies: list[bytes], concurrency: int) -> tuple[list[t
     errors = 0
     lock = threading.Lock()
     pending = iter(range(len(bodies)))
-    pids = server.worker_pids()
 
     def client() -> None:
         nonlocal errors
@@ -76,7 +75,7 @@ def drive(server: Server, bodies: list[bytes], concurrency: int) -> tuple[list[t
                 failed = True
                 conn.close()
                 conn = http.client.HTTPConnection(server.host, server.port, timeout=300)
-            rss = rss_bytes(pids)
+            rss = rss_bytes(server.worker_pids())  # re-read: a worker that died is replaced
             with lock:
                 errors += failed
                 samples.append((len(samples) + 1, rss))

@@ -61,11 +61,12 @@ class Settings:
     # 0 means "derive": the machine's cores shared evenly between workers.
     cpu_threads: int = field(default=0, metadata={"env": "OCR_CPU_THREADS", "min": 0})
     onednn: bool = field(default=True, metadata={"env": "OCR_ONEDNN"})
-    # Input shapes whose oneDNN kernels stay cached, per process. Recognition batches come in at most
-    # 2 shapes per width bucket (16 by default) and the classifier's in up to 6; detection adds one per
-    # image size. A miss costs about one extra inference; the memory per cached shape is small next to
-    # the activations (bench/RESULTS.md, "oneDNN cache").
-    onednn_cache_capacity: int = field(default=64, metadata={"env": "OCR_ONEDNN_CACHE", "min": 1})
+    # Input shapes whose oneDNN kernels (and their intermediate buffers) stay cached, per process.
+    # Recognition batches come in at most 2 shapes per width bucket and detection adds one per image
+    # size; a detection entry of a receipt-sized image holds large buffers, so 64 entries took a worker
+    # past 6 GB under varied image sizes (bench/RESULTS.md, "oneDNN cache"). A miss costs about one
+    # extra inference of that batch.
+    onednn_cache_capacity: int = field(default=16, metadata={"env": "OCR_ONEDNN_CACHE", "min": 1})
     # How many requests of one worker may run a model stage at the same time (one predictor each).
     # 0 means "derive": enough to keep this worker's share of the cores busy.
     inference_concurrency: int = field(default=0, metadata={"env": "OCR_INFERENCE_CONCURRENCY", "min": 0})
