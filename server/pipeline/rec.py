@@ -50,7 +50,7 @@ def padded_width(width: int, settings: RecSettings) -> int:
 
     The narrowest bucket that holds it; past the widest bucket, the next multiple of the model's nominal
     width. Few distinct widths keep the runtime's per-shape cache (oneDNN primitives) hitting: a shape
-    it has not seen costs several times the inference itself.
+    it has not seen costs about one extra inference.
     """
     for bucket in settings.width_buckets:
         if width <= bucket:

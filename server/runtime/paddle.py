@@ -6,13 +6,7 @@ A serving thread checks one out for the length of one `run`. The pool never grow
 `options.concurrency`, so the number of predictors is bounded however many threads Gunicorn runs.
 
 The oneDNN cache is keyed by input shape; left unbounded it grows with every new image size
-(PaddleOCR #15631), hence `set_mkldnn_cache_capacity`. That cache is one per process, shared by every
-predictor, and evicting a shape while another thread executes kernels from it fails that run with
-"could not execute a primitive" (Paddle #34554; seen here as 1 request in 10 failing with one worker and
-two threads, since every new image size evicts). So on CPU with oneDNN, runs are serialised per process
-by `_ONEDNN_RUN_LOCK`. This costs no throughput in the configurations the settings derive: each worker's
-predictors already use that worker's share of the cores, and requests still overlap in decoding, pre-
-and post-processing, which run outside the lock.
+(PaddleOCR #15631), hence `set_mkldnn_cache_capacity`.
 
 Paddle is imported here, lazily, so that the Gunicorn master never initialises it: on GPU, CUDA must
 only ever be initialised after fork, in the worker that uses it.
@@ -20,7 +14,6 @@ only ever be initialised after fork, in the worker that uses it.
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 import warnings
@@ -32,7 +25,6 @@ import numpy as np
 from server.runtime.base import RuntimeOptions
 
 PARAMS_FILE = "inference.pdiparams"
-_ONEDNN_RUN_LOCK = threading.Lock()
 PROGRAM_FILES = ("inference.pdmodel", "inference.json")
 
 
@@ -88,10 +80,6 @@ class PaddleSession:
         self._idle.put(first)
         self._created = 1
         self._grow_lock = threading.Lock()
-        shares_onednn_cache = options.device == "cpu" and options.onednn
-        self._run_lock: contextlib.AbstractContextManager[Any] = (
-            _ONEDNN_RUN_LOCK if shares_onednn_cache else contextlib.nullcontext()
-        )
         self.description = f"paddle:{program.name}:{options.device}"
 
     def _checkout(self) -> Any:
@@ -111,8 +99,7 @@ class PaddleSession:
             handle = predictor.get_input_handle(self._input_name)
             handle.reshape(batch.shape)
             handle.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
-            with self._run_lock:
-                predictor.run()
+            predictor.run()
             return predictor.get_output_handle(self._output_name).copy_to_cpu()
         finally:
             self._idle.put(predictor)
