@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
             latencies[engine.name].append(time.perf_counter() - start)
             cpu_times[engine.name].append(time.process_time() - cpu_start)
             scores[engine.name].append(score(lines, receipt))
-        print(f"  {receipt.id}: " + "  ".join(f"{e.name} {latencies[e.name][-1]:.2f}s" for e in engines), flush=True)
+        print(f"  {receipt.id}: " + "  ".join(
+            f"{e.name} {latencies[e.name][-1]:.2f}s cpu {cpu_times[e.name][-1]:.2f}s "
+            f"edits {scores[e.name][-1].edits}/{scores[e.name][-1].ref_chars}" for e in engines), flush=True)
 
     ours_name = next((e.name for e in engines if e.name.startswith("ours")), None)
     ours_median = statistics.median(latencies[ours_name]) if ours_name else None
