@@ -78,7 +78,7 @@ def plan_batches(ratios: list[float], settings: RecSettings) -> list[tuple[int, 
     groups: dict[int, list[int]] = {}
     for i in order:
         groups.setdefault(padded_width(math.ceil(height * ratios[i]), settings), []).append(i)
-    batches = []
+    batches: list[tuple[int, list[int]]] = []
     for width, members in groups.items():
         full = len(members) - len(members) % size
         batches += [(width, members[i : i + size]) for i in range(0, full, size)]

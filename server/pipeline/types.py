@@ -54,8 +54,9 @@ class RecSettings:
     """CTC text recognition.
 
     `width_buckets` (96..1280 px) cut recognition CPU by 25% against PaddleOCR's and RapidOCR's batching
-    at 0.04 point lower CER on the 40 SROIE dev receipts (bench/RESULTS.md, "Recognition batching by
-    width bucket"; recognition timed alone on the same crops, one math thread).
+    at 0.04 point lower CER on the 40 SROIE dev receipts, when the oneDNN cache holds every shape
+    (bench/RESULTS.md, "Recognition batching by width bucket"; recognition timed alone on the same
+    crops, one math thread). End to end with the default cache of 16 shapes the gain measured smaller.
     """
 
     image_shape: tuple[int, int, int] = (3, 48, 320)
