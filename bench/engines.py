@@ -6,7 +6,8 @@ Anchors are optional (`make bench-setup` installs them); `available_anchors` lis
 
 Settings presets make "same weights, same settings" comparisons possible (bench/parity.py):
 `rapidocr` is RapidOCR 1.4's config.yaml (recognition batching included), `rapidocr-det` only its
-detection settings and text score, `paddleocr` PaddleOCR 3.x's PP-OCRv4 mobile defaults.
+detection settings and text score; `paddleocr` is PaddleOCR 3.x's PP-OCRv4 mobile defaults (text score
+0), `paddleocr-det` only its detection settings.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ PRESETS: dict[str, Callable[[PipelineSettings], PipelineSettings]] = {
     # RapidOCR's detection settings and text score with this project's recognition batching: compares
     # detection settings alone (the default-settings measurement of issue 2).
     "rapidocr-det": lambda s: replace(s, det=RAPIDOCR_DET, rec=replace(s.rec, drop_score=0.5)),
+    "paddleocr-det": lambda s: replace(s, det=PADDLEOCR_DET),
     "paddleocr": lambda s: replace(s, det=PADDLEOCR_DET, rec=replace(s.rec, drop_score=0.0)),
 }
 
