@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA ?= ../shared/data/sroie-dev
 
-.PHONY: setup models serve test clean
+.PHONY: setup models serve test clean bench-setup bench-parity bench-pipeline bench-server bench-memory bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,3 +28,27 @@ test: models
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Benchmarks (bench/README.md). DATA is an SROIE-layout directory; results go to bench/results/.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) bench/requirements.txt bench/requirements-anchors.txt
+	$(BIN)/pip install -q --disable-pip-version-check -r bench/requirements.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -r bench/requirements-anchors.txt
+	touch $(BENCH_STAMP)
+
+bench-setup: $(BENCH_STAMP)
+
+bench-parity: bench-setup models
+	$(BIN)/python -m bench.parity --data $(DATA)
+
+bench-pipeline: bench-setup models
+	$(BIN)/python -m bench.pipeline --data $(DATA)
+
+bench-server: models
+	$(BIN)/python -m bench.server --data $(DATA)
+
+bench-memory: models
+	$(BIN)/python -m bench.memory --data $(DATA)
+
+bench: bench-parity bench-pipeline bench-server bench-memory

@@ -61,6 +61,9 @@ class Settings:
     # 0 means "derive": the machine's cores shared evenly between workers.
     cpu_threads: int = field(default=0, metadata={"env": "OCR_CPU_THREADS", "min": 0})
     onednn: bool = field(default=True, metadata={"env": "OCR_ONEDNN"})
+    # Input shapes whose oneDNN kernels stay cached, per process, shared by all stages. Recognition
+    # batches come in at most 2 shapes per width bucket; detection adds one per image size. A miss costs
+    # about one extra inference of that batch (bench/RESULTS.md, "oneDNN cache and memory").
     onednn_cache_capacity: int = field(default=16, metadata={"env": "OCR_ONEDNN_CACHE", "min": 1})
     # How many requests of one worker may run a model stage at the same time (one predictor each).
     # 0 means "derive": enough to keep this worker's share of the cores busy.

@@ -22,7 +22,7 @@ class AngleClassifier:
         batch = np.zeros((len(crops), 3, height, width), dtype=np.float32)
         for k, crop in enumerate(crops):
             resized = resize_to_height(crop, height, width)
-            batch[k, :, :, : resized.shape[1]] = normalize(resized, _HALF, _HALF)
+            normalize(resized, _HALF, _HALF, out=batch[k, :, :, : resized.shape[1]])
         return batch
 
     def classify(self, crops: list[np.ndarray], settings: ClsSettings) -> tuple[list[np.ndarray], list[int]]:

@@ -8,11 +8,16 @@ import cv2
 import numpy as np
 
 
-def normalize(image: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
-    """uint8 HWC -> float32 CHW, `(x/255 - mean) / std`, one fused multiply-subtract per channel."""
+def normalize(image: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...],
+              out: np.ndarray | None = None) -> np.ndarray:
+    """uint8 HWC -> float32 CHW, `(x/255 - mean) / std`, one fused multiply-subtract per channel.
+
+    `out` (3, H, W) may be a view into a batch tensor: the result is written there, with no
+    intermediate copy.
+    """
     scale = np.asarray([1.0 / (255.0 * s) for s in std], dtype=np.float32)
     shift = np.asarray([m / s for m, s in zip(mean, std)], dtype=np.float32)
-    chw = np.empty((3, *image.shape[:2]), dtype=np.float32)
+    chw = np.empty((3, *image.shape[:2]), dtype=np.float32) if out is None else out
     for c in range(3):
         np.multiply(image[:, :, c], scale[c], out=chw[c], casting="unsafe")
         chw[c] -= shift[c]

@@ -1,0 +1,102 @@
+"""Unit tests of the pipeline's pure pieces: recognition batching, CTC decoding, detection resizing,
+normalisation. No model needed: these run in milliseconds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from server.pipeline.det import resize_for_det
+from server.pipeline.imageops import normalize
+from server.pipeline.rec import ctc_greedy_decode, padded_width, plan_batches
+from server.pipeline.types import DetSettings, RecSettings
+
+BUCKETED = RecSettings(width_buckets=(96, 160, 320, 640), batch_size=3)
+REFERENCE = RecSettings(width_buckets=(), batch_size=3)
+
+
+def test_padded_width_takes_the_narrowest_bucket_that_holds_the_crop() -> None:
+    assert padded_width(1, BUCKETED) == 96
+    assert padded_width(96, BUCKETED) == 96
+    assert padded_width(97, BUCKETED) == 160
+    assert padded_width(640, BUCKETED) == 640
+
+
+def test_padded_width_past_the_widest_bucket_rounds_up_to_the_nominal_width() -> None:
+    assert padded_width(641, BUCKETED) == 960  # nominal width 320
+    assert padded_width(961, BUCKETED) == 1280
+
+
+def test_bucketed_batches_cover_every_crop_once_and_hold_only_what_fits() -> None:
+    height = BUCKETED.image_shape[1]
+    ratios = [0.5, 10.0, 2.0, 3.0, 1.0, 6.0, 2.5, 1.5, 30.0]
+    batches = plan_batches(ratios, BUCKETED)
+    seen = sorted(i for _, members in batches for i in members)
+    assert seen == list(range(len(ratios)))
+    for width, members in batches:
+        assert len(members) in (1, BUCKETED.batch_size)
+        for i in members:
+            needed = int(np.ceil(height * ratios[i]))
+            assert needed <= width
+            assert width == padded_width(needed, BUCKETED)
+
+
+def test_bucketed_batches_use_few_distinct_shapes() -> None:
+    rng = np.random.default_rng(0)
+    ratios = list(rng.uniform(0.5, 13.0, size=500))
+    shapes = {(len(members), width) for width, members in plan_batches(ratios, BUCKETED)}
+    # 4 buckets, each with full batches and single crops: at most 8 input shapes however many crops
+    assert len({w for _, w in shapes}) <= 4
+    assert {n for n, _ in shapes} <= {1, BUCKETED.batch_size}
+    assert len(shapes) <= 8
+
+
+def test_reference_batching_pads_each_batch_to_its_widest_and_at_least_nominal() -> None:
+    # sorted by ratio: 0 (1.0), 2 (2.0), 3 (9.0 -> 432 px), then 1 (12.5 -> 600 px)
+    assert plan_batches([1.0, 12.5, 2.0, 9.0], REFERENCE) == [(432, [0, 2, 3]), (600, [1])]
+    assert plan_batches([1.0, 2.0], REFERENCE) == [(320, [0, 1])]
+
+
+def test_ctc_greedy_decode_collapses_repeats_and_drops_blanks() -> None:
+    charset = ["<blank>", "a", "b", " "]
+    steps = [1, 1, 0, 1, 2, 2, 0, 0, 3, 2]  # a a _ a b b _ _ ' ' b -> "aab b"
+    probs = np.full((1, len(steps), len(charset)), 0.01, dtype=np.float32)
+    for t, c in enumerate(steps):
+        probs[0, t, c] = 0.9 if c else 0.97
+    (text, score), = ctc_greedy_decode(probs, charset)
+    assert text == "aab b"
+    assert score == pytest.approx(0.9)
+
+
+def test_ctc_greedy_decode_of_all_blanks_is_empty_with_zero_score() -> None:
+    probs = np.zeros((2, 5, 3), dtype=np.float32)
+    probs[:, :, 0] = 1.0
+    assert ctc_greedy_decode(probs, ["<blank>", "x", "y"]) == [("", 0.0), ("", 0.0)]
+
+
+@pytest.mark.parametrize(
+    ("shape", "settings", "expected"),
+    [
+        ((1013, 463), DetSettings(limit_side_len=64, limit_type="min"), (1024, 448)),
+        ((1013, 463), DetSettings(limit_side_len=736, limit_type="min"), (1600, 736)),
+        ((3000, 1000), DetSettings(limit_side_len=960, limit_type="max"), (960, 320)),
+        ((100, 9000), DetSettings(limit_side_len=64, limit_type="min", max_side_limit=4000), (32, 4000)),
+        ((10, 10), DetSettings(limit_side_len=64, limit_type="min"), (64, 64)),
+    ],
+)
+def test_resize_for_det_gives_multiples_of_32_within_limits(
+    shape: tuple[int, int], settings: DetSettings, expected: tuple[int, int]
+) -> None:
+    image = np.zeros((*shape, 3), dtype=np.uint8)
+    resized = resize_for_det(image, settings)
+    assert resized.shape[:2] == expected
+    assert resized.shape[0] % 32 == 0 and resized.shape[1] % 32 == 0
+
+
+def test_normalize_writes_into_a_batch_view_without_touching_the_padding() -> None:
+    image = np.random.default_rng(1).integers(0, 256, size=(4, 5, 3), dtype=np.uint8)
+    batch = np.zeros((2, 3, 4, 8), dtype=np.float32)
+    normalize(image, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), out=batch[1, :, :, :5])
+    expected = (image.transpose(2, 0, 1).astype(np.float32) / 255.0 - 0.5) / 0.5
+    np.testing.assert_allclose(batch[1, :, :, :5], expected, atol=1e-6)
+    assert not batch[0].any() and not batch[1, :, :, 5:].any()
