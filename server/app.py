@@ -13,7 +13,7 @@ import uuid
 
 from flask import Flask, Response, g, request
 
-from server.api import health, ocr
+from server.api import health, models, ocr
 from server.config import Settings
 from server.context import EXTENSION_KEY, ServerContext
 from server.errors import register_error_handlers
@@ -47,6 +47,7 @@ def create_app(settings: Settings | None = None, context: ServerContext | None =
     register_error_handlers(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(ocr.bp)
+    app.register_blueprint(models.bp)
 
     if start:
         context.controller.start()

@@ -60,12 +60,14 @@ MAX_BACKOFF_S = 300.0
 
 @dataclass(frozen=True)
 class LifecycleConfig:
-    poll_s: float = 10.0
-    debounce_s: float = 1.0
-    settle_s: float = 10.0
-    gate: GatePolicy = GatePolicy(tolerance=0.01, max_cer=0.3)
-    warmup_shapes: tuple[tuple[int, int], ...] = ((960, 480), (480, 800), (320, 320))
-    drain_timeout_s: float = 120.0
+    """The lifecycle's share of `Settings` (see server/config.py for what each means)."""
+
+    poll_s: float
+    debounce_s: float
+    settle_s: float
+    gate: GatePolicy
+    warmup_shapes: tuple[tuple[int, int], ...]
+    drain_timeout_s: float
     probe_timeout_s: float = 600.0
 
     @classmethod

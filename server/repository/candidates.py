@@ -92,7 +92,13 @@ def fingerprint(version_dir: Path) -> tuple[str, float]:
     digest = hashlib.sha256()
     newest = 0.0
     root = version_dir.resolve()
-    for current, dirs, files in os.walk(root):
+    visited: set[tuple[int, int]] = set()
+    for current, dirs, files in os.walk(root, followlinks=True):  # symlinked stages count as content
+        info = os.stat(current)
+        if (info.st_dev, info.st_ino) in visited:  # a symlink loop: do not walk it again
+            dirs.clear()
+            continue
+        visited.add((info.st_dev, info.st_ino))
         dirs.sort()
         newest = max(newest, os.lstat(current).st_ctime)
         for name in sorted(files) + [d for d in dirs if os.path.islink(os.path.join(current, d))]:
