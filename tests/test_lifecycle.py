@@ -15,15 +15,20 @@ import numpy as np
 import pytest
 
 from server.lifecycle.audit import AuditLog, read_audit
+from server.lifecycle.controller import LifecycleConfig, LifecycleController
 from server.lifecycle.gate import GatePolicy, GoldenScore, GoldenSet, GoldenSetError, builtin_golden_set, judge, \
     load_golden_set, resolve_golden_set
 from server.lifecycle.locks import FileLock
 from server.lifecycle.manager import ModelManager
 from server.lifecycle.pins import Pin, PinStore
 from server.lifecycle.policy import preference, rollback_target
+from server.lifecycle.statefiles import StatePaths
 from server.lifecycle.verdicts import APPROVED, REJECTED, Verdict, VerdictStore
 from server.lifecycle.watcher import RepositoryWatcher
+from server.lifecycle.workers import WorkerBoard
 from server.repository.candidates import Inspection, Readiness, Scan
+from server.repository.layout import ModelRepository
+from server.runtime import RuntimeOptions
 from tests.helpers import encode, render_text
 from tests.lifecycle_support import wait_for, write_golden_set
 
@@ -256,3 +261,34 @@ def test_version_golden_set_wins_over_the_repository_one_then_builtin(tmp_path: 
     builtin = builtin_golden_set()
     assert len(builtin) == 2 and all(s.image.shape[2] == 3 and s.text for s in builtin)
     assert os.path.basename(chosen.source) == "golden"
+
+
+# -- controller -----------------------------------------------------------------------------------------
+
+def test_controller_rejects_broken_versions_once_and_keeps_watching(tmp_path: Path) -> None:
+    """No loadable version here, so nothing reaches Paddle: the reconcile loop itself is under test."""
+    repo = ModelRepository(tmp_path / "models")
+    (repo.pipeline_dir / "1.0.0" / "det").mkdir(parents=True)  # no manifest
+    (tmp_path / "elsewhere" / "2.0.0").mkdir(parents=True)
+    (repo.pipeline_dir / "2.0.0").symlink_to(tmp_path / "elsewhere" / "2.0.0", target_is_directory=True)
+    state = StatePaths(tmp_path / "state", "ppocr")
+    config = LifecycleConfig(poll_s=0.2, debounce_s=0.05, settle_s=0.0, gate=GatePolicy(0.01, 0.3),
+                             warmup_shapes=((320, 320),), drain_timeout_s=5.0)
+    controller = LifecycleController(repo, ModelManager(), RuntimeOptions(), config, state,
+                                     AuditLog(tmp_path / "audit.log"), slot=3)
+    verdicts = VerdictStore(state.verdicts_dir)
+    controller.start()
+    try:
+        wait_for(lambda: set(verdicts.all()) == {"1.0.0", "2.0.0"}, 20, "both versions to be judged")
+        time.sleep(1.0)  # several more passes: a standing verdict is not written or audited again
+        (repo.pipeline_dir / "3.0.0").mkdir()  # noticed while running
+        wait_for(lambda: "3.0.0" in verdicts.all(), 20, "the new directory to be judged")
+        board = WorkerBoard(state.workers_dir).live()
+        assert [(w.slot, w.pid, w.serving, w.loading) for w in board] == [(3, os.getpid(), None, None)]
+    finally:
+        controller.stop()
+    assert not controller.watcher.armed
+    events = [(e["action"], e["version"], e["result"]) for e in read_audit(tmp_path / "audit.log")]
+    assert sorted(events) == [("reject", "1.0.0", "no_manifest"), ("reject", "2.0.0", "outside_repository"),
+                              ("reject", "3.0.0", "no_manifest")]
+    assert not controller.manager.ready

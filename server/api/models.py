@@ -21,6 +21,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from server.context import current_context
 from server.errors import ApiError
+from server.lifecycle.pins import Pin
 from server.lifecycle.policy import rollback_target
 from server.lifecycle.status import models_view
 from server.repository.candidates import Readiness
@@ -61,6 +62,14 @@ def _require_admin(action: str, version: str | None = None) -> None:
         _refuse(action, version, 403, "forbidden", "the bearer token is not valid", result="denied")
 
 
+def _write_pin(version: str, action: str, **details: object) -> Pin:
+    try:
+        return current_context().controller.pins.write(version, _actor(), action=action)
+    except OSError as exc:  # e.g. a read-only state directory: the workers could not learn of the pin
+        _refuse(action, version, 503, "state_unavailable", f"cannot write the pin file: {exc.strerror or exc}",
+                **details)
+
+
 @bp.get("/v1/models")
 def list_models() -> Response:
     return jsonify(models_view(current_context().controller))
@@ -83,7 +92,7 @@ def activate(version: str) -> tuple[Response, int]:
         _refuse("pin", version, 409, "version_rejected", f"version {version} is rejected: {reason}")
     if inspection.readiness is Readiness.PENDING:
         _refuse("pin", version, 409, "version_not_ready", f"version {version} is not ready: {inspection.reason}")
-    pin = controller.pins.write(version, _actor(), action="pin")
+    pin = _write_pin(version, "pin")
     controller.audit.append("pin", actor=_actor(), version=version)
     controller.trigger("pin")
     return jsonify({"pin": pin.__dict__, "message": f"pinned {version}; workers switch once it is loaded"}), 202
@@ -93,7 +102,10 @@ def activate(version: str) -> tuple[Response, int]:
 def unpin() -> Response:
     _require_admin("unpin")
     controller = current_context().controller
-    before = controller.pins.clear()
+    try:
+        before = controller.pins.clear()
+    except OSError as exc:
+        _refuse("unpin", None, 503, "state_unavailable", f"cannot remove the pin file: {exc.strerror or exc}")
     removed = before.pin.version if before.pin else None
     controller.audit.append("unpin", actor=_actor(), version=removed, reason="" if removed else "no pin was set")
     controller.trigger("unpin")
@@ -110,7 +122,7 @@ def rollback() -> tuple[Response, int]:
     if target is None:
         _refuse("rollback", current, 409, "no_rollback_target",
                 f"no eligible version below {current}" if current else "no version serves")
-    pin = controller.pins.write(target, _actor(), action="rollback")
+    pin = _write_pin(target, "rollback", previous=current)
     controller.audit.append("rollback", actor=_actor(), version=target, previous=current)
     controller.trigger("rollback")
     return jsonify({"pin": pin.__dict__, "from": current,

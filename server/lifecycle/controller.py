@@ -40,7 +40,7 @@ from server.lifecycle.locks import FileLock
 from server.lifecycle.manager import ModelHandle, ModelManager
 from server.lifecycle.memory import release_freed_memory
 from server.lifecycle.pins import PinRead, PinStore
-from server.lifecycle.policy import Preference, preference
+from server.lifecycle.policy import preference
 from server.lifecycle.probe import ProbeCrash, network_digest, probe_networks
 from server.lifecycle.statefiles import StatePaths
 from server.lifecycle.verdicts import APPROVED, REJECTED, Verdict, VerdictStore
@@ -131,7 +131,6 @@ class LifecycleController:
         self._verify_cache = VerifyCache()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._first_pass = threading.Event()
         self._last_event = 0.0
         self._thread: threading.Thread | None = None
         self._serving: Serving | None = None
@@ -141,9 +140,7 @@ class LifecycleController:
         self._baseline: tuple[LoadedModel, str, GoldenScore] | None = None
         self._noted: set[str] = set()  # once-only audit events (repository unavailable, version missing)
         self._published: WorkerState | None = None
-        self.scan: Scan | None = None
-        self.pin: PinRead = PinRead(None)
-        self.preference: Preference = Preference([], pin_effective=False)
+        self.pin: PinRead = PinRead(None)  # as read by the current pass
         self.watcher = RepositoryWatcher(self._watched_paths(), self._relevant, self.trigger)
 
     # -- running -----------------------------------------------------------------------------------
@@ -157,16 +154,12 @@ class LifecycleController:
         self.watcher.start()
 
     def stop(self) -> None:
+        """End the lifecycle thread and the watcher (the served model stays with the manager)."""
         self._stop.set()
         self._wake.set()
         self.watcher.stop()
         if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the first reconcile pass to end; True if a model serves."""
-        self._first_pass.wait(timeout)
-        return self.manager.ready
+            self._thread.join(timeout=30)
 
     def trigger(self, reason: str = "") -> None:
         """Ask for a reconcile pass soon (after `debounce_s` without further triggers)."""
@@ -176,7 +169,6 @@ class LifecycleController:
 
     def _run(self) -> None:
         self._reconcile_safely()
-        self._first_pass.set()
         while not self._stop.is_set():
             woken = self._wake.wait(self.config.poll_s)
             if self._stop.is_set():
@@ -224,16 +216,15 @@ class LifecycleController:
 
     def reconcile(self) -> None:
         scan = self.scan_now()
-        self.scan = scan
         self._note_repository(scan)
         for inspection in scan.versions.values():
             if inspection.readiness is Readiness.REJECTED:
                 self._record_rejection(inspection, inspection.code or "invalid", inspection.reason)
         verdicts = self.verdicts.all()
         self.pin = self.pins.read()
-        self.preference = preference(scan, verdicts, self.pin.pin)
+        order = preference(scan, verdicts, self.pin.pin).order
         self._note_missing(scan)
-        for version in self.preference.order:
+        for version in order:
             if self._stop.is_set():
                 break
             inspection = scan.versions[version]
@@ -257,8 +248,13 @@ class LifecycleController:
     def _attempt(self, inspection: Inspection) -> bool:
         """Try to make `inspection` the serving version; True if it now serves."""
         needs_lock = self.manager.ready
-        if needs_lock and not self._load_lock.acquire(self._stop):
-            return False
+        if needs_lock:
+            try:
+                if not self._load_lock.acquire(self._stop):
+                    return False
+            except OSError as exc:  # unwritable state directory: load anyway, unsynchronised
+                log.error("cannot take the load lock %s (%s); loading without it", self.state.load_lock, exc)
+                needs_lock = False
         try:
             if needs_lock and self.pins.read() != self.pin:  # re-pinned while we waited for the lock
                 raise _Replan()
@@ -491,12 +487,3 @@ class LifecycleController:
             self._published = state
         except OSError as exc:
             log.error("cannot write worker state to %s: %s", self.state.workers_dir, exc)
-
-    @property
-    def loading(self) -> str | None:
-        return self._loading
-
-    @property
-    def serving(self) -> str | None:
-        serving = self._serving
-        return serving.model.version if serving else None

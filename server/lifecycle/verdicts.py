@@ -90,18 +90,26 @@ class VerdictStore:
         """Record `verdict` unless one already stands for the same files.
 
         Returns the verdict that stands and whether this call made it: exactly one worker gets True,
-        which is the one that writes the audit line.
+        which is the one that writes the audit line. If the state directory cannot be written, the
+        verdict holds for this worker only (logged): serving must not depend on sharing.
         """
-        with locked(self.directory / ".lock"):
-            existing = self.current(verdict.version, verdict.fingerprint)
-            if existing is not None:
-                return existing, False
-            write_json_atomic(self._path(verdict.version), asdict(verdict))
+        try:
+            with locked(self.directory / ".lock"):
+                existing = self.current(verdict.version, verdict.fingerprint)
+                if existing is not None:
+                    return existing, False
+                write_json_atomic(self._path(verdict.version), asdict(verdict))
+                return verdict, True
+        except OSError as exc:
+            log.error("cannot record the verdict on %s in %s: %s", verdict.version, self.directory, exc)
             return verdict, True
 
     def mark_served(self, version: str, fingerprint: str) -> None:
         """Note that the version has served (the API then calls it "retired" once replaced)."""
-        with locked(self.directory / ".lock"):
-            existing = self.current(version, fingerprint)
-            if existing is not None and existing.served_at is None:
-                write_json_atomic(self._path(version), asdict(replace(existing, served_at=now_iso())))
+        try:
+            with locked(self.directory / ".lock"):
+                existing = self.current(version, fingerprint)
+                if existing is not None and existing.served_at is None:
+                    write_json_atomic(self._path(version), asdict(replace(existing, served_at=now_iso())))
+        except OSError as exc:
+            log.error("cannot update the verdict on %s in %s: %s", version, self.directory, exc)
