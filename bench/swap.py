@@ -274,10 +274,14 @@ def main() -> int:
                          "swap_peak": round(max(rss_swap, default=0) / 1024),
                          "steady_median": round(statistics.median(rss_steady) / 1024) if rss_steady else None},
         "rss_worker_peak_mb": worker_peaks,
+        # one point a second: seconds since measuring began, total MB, each worker's MB, whether swapping
+        "rss_timeline": [[round(t - began, 1), round(total / 1024), [round(per[w] / 1024) for w in workers],
+                          during_swap(t, t)] for t, total, per in rss_measured[::5]],
+        "swap_windows_s": [[round(start - began, 1), round(end - began, 1)] for start, end in swaps],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    print(json.dumps({k: v for k, v in report.items() if k != "rss_timeline"}, indent=2))
     shutil.rmtree(work, ignore_errors=True)
     return 0 if report["failures"] == 0 else 1
 

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+import requests
 
 from server.repository.layout import ModelRepository
 from server.repository.publish import publish
@@ -40,6 +43,11 @@ from tests.lifecycle_support import (
 # load one after the other (one load at a time per machine) while 8 clients keep both cores busy.
 CONVERGE_BOUND_S = 240.0
 SETTLE_S = 3.0
+
+
+def _iso(unix_time: float) -> str:
+    """The audit log's time format, for comparisons."""
+    return datetime.fromtimestamp(unix_time, timezone.utc).isoformat(timespec="milliseconds")
 
 
 @dataclass
@@ -343,3 +351,25 @@ def test_serving_version_deleted_from_disk(lab: Lab) -> None:
     # Recorded by each worker that noticed the loss while still serving it (a worker whose scan caught
     # the directory half-deleted saw a damaged version instead and moved on just the same).
     assert lab.events("missing", "2.7.0")
+
+
+def test_restart_keeps_the_pin_and_the_rejections(lab: Lab) -> None:
+    """Gunicorn replaces every worker (SIGHUP); the new ones read the pin and the verdicts at start.
+
+    No load window here: a process restart is not zero-downtime (see README, "Readiness and restarts");
+    what is checked is what the new workers choose to serve and that nothing is judged twice."""
+    response = lab.admin.activate("1.4.0")
+    assert response.status_code == 202, response.text
+    lab.converge("1.4.0")
+    old_pids = set(lab.server.worker_pids())
+    restarted = time.time()
+    os.kill(lab.server.process.pid, signal.SIGHUP)
+    wait_for(lambda: not old_pids & set(lab.server.worker_pids()) and len(lab.server.worker_pids()) == 2, 120,
+             "Gunicorn to replace its workers")
+    lab.converge("1.4.0")  # from their first load: no detour through the highest version
+    events = [e for e in audit_lines(lab.audit_log) if e["time"] >= _iso(restarted)]
+    assert {(e["action"], e["version"]) for e in events if e["action"] in ("load", "swap")} == {
+        ("load", "1.4.0"), ("swap", "1.4.0")}  # rejected versions were not tried again
+    assert not [e for e in events if e["action"] in ("reject", "approve")]  # nothing judged twice
+    assert lab.admin.models()["pin"]["effective"] is True
+    assert requests.get(f"{lab.server.url}/readyz", timeout=30).status_code == 200
