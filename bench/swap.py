@@ -115,7 +115,9 @@ def _wait_all_serving(url: str, workers: int, version: str, timeout: float) -> f
     while time.monotonic() - started < timeout:
         try:
             states = _models(url)["workers"]
-            if len(states) == workers and all(w["serving"] == version and w["loading"] is None for w in states):
+            # A swap ends when the replaced version is freed everywhere, not when the last worker switches.
+            if len(states) == workers and all(w["serving"] == version and w["loading"] is None
+                                              and not w["draining"] for w in states):
                 return time.monotonic() - started
         except (requests.RequestException, ValueError):
             pass
@@ -220,7 +222,7 @@ def main() -> int:
             publish(DEFAULT_VERSION_DIR, repo, version, created_by="bench/swap.py")
             seconds = _wait_all_serving(url, args.workers, version, timeout=900)
             swaps.append((swap_start, time.monotonic()))
-            print(f"swap to {version}: every worker serving after {seconds:.1f}s", flush=True)
+            print(f"swap to {version}: every worker serving it, old version freed, after {seconds:.1f}s", flush=True)
             time.sleep(args.gap_s)
         stop.set()
         for thread in clients:
