@@ -13,10 +13,12 @@ import uuid
 
 from flask import Flask, Response, g, request
 
-from server.api import health, models, ocr
+from server import instrumentation
+from server.api import feedback, health, metrics, models, ocr
 from server.config import Settings
-from server.context import EXTENSION_KEY, ServerContext
+from server.context import EXTENSION_KEY, ServerContext, current_context
 from server.errors import register_error_handlers
+from server.request import BoundedRequest
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
@@ -28,7 +30,14 @@ def _assign_request_id() -> None:
 
 
 def _tag_response(response: Response) -> Response:
+    """Every response (errors too) names its request and the model version: the one that served it,
+    set by the OCR handler (it may differ from the active one during a swap), else the one active now;
+    absent only while no version has loaded."""
     response.headers["X-Request-Id"] = g.get("request_id", "")
+    if "X-Model-Version" not in response.headers:
+        active = current_context().manager.active
+        if active is not None:
+            response.headers["X-Model-Version"] = active.version
     return response
 
 
@@ -39,14 +48,18 @@ def create_app(settings: Settings | None = None, context: ServerContext | None =
     logging.getLogger("server").setLevel(settings.log_level.upper())
 
     app = Flask("server")
+    app.request_class = BoundedRequest
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions[EXTENSION_KEY] = context
     app.before_request(_assign_request_id)
     app.after_request(_tag_response)
     register_error_handlers(app)
+    instrumentation.install(app, settings)
     app.register_blueprint(health.bp)
     app.register_blueprint(ocr.bp)
+    app.register_blueprint(feedback.bp)
+    app.register_blueprint(metrics.bp)
     app.register_blueprint(models.bp)
 
     if start:

@@ -80,6 +80,14 @@ class Settings:
     max_image_pixels: int = field(default=40_000_000, metadata={"env": "OCR_MAX_IMAGE_PIXELS", "min": 1})
     max_images_per_request: int = field(default=16, metadata={"env": "OCR_MAX_IMAGES", "min": 1})
 
+    # Prometheus multiprocess files; empty means a private temporary directory per server, removed at exit.
+    metrics_dir: str = field(default="", metadata={"env": "OCR_METRICS_DIR"})
+    # HOST:PORT where the Gunicorn master serves /metrics itself, away from the workers' busy threads;
+    # empty means only the app's own GET /metrics.
+    metrics_bind: str = field(default="", metadata={"env": "OCR_METRICS_BIND"})
+    # Recent results each worker keeps for POST /v1/feedback by request id (0 keeps none).
+    feedback_store_size: int = field(default=2048, metadata={"env": "OCR_FEEDBACK_STORE_SIZE", "min": 0})
+
     timeout_s: int = field(default=120, metadata={"env": "OCR_TIMEOUT", "min": 1})
     log_level: str = field(default="info", metadata={"env": "OCR_LOG_LEVEL"})
 
@@ -140,6 +148,10 @@ class Settings:
         host, sep, port = self.bind.rpartition(":")
         if not sep or not port.isdigit():
             raise ConfigError(f"OCR_BIND must be HOST:PORT, got {self.bind!r}")
+        if self.metrics_bind:
+            _, sep, port = self.metrics_bind.rpartition(":")
+            if not sep or not port.isdigit():
+                raise ConfigError(f"OCR_METRICS_BIND must be HOST:PORT or empty, got {self.metrics_bind!r}")
         if not self.pipeline_name.isidentifier():
             raise ConfigError(f"OCR_PIPELINE must be a plain name, got {self.pipeline_name!r}")
         self.warmup_shape_list  # raises ConfigError when malformed

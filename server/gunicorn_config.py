@@ -12,11 +12,18 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server.config import Settings
+from server.multiprocess import MetricsDirectory, mark_worker_dead, prepare_directory, remove_directory
+
+if TYPE_CHECKING:  # imported for real only once the metrics directory is exported (server.multiprocess)
+    from server.exposition import MasterExporter
 
 _settings = Settings.from_env()
+# Set in the master by the hooks below (metrics: see server.multiprocess and server.exposition).
+_metrics_dir: MetricsDirectory | None = None
+_exporter: MasterExporter | None = None
 
 bind = _settings.bind
 workers = _settings.workers
@@ -38,7 +45,12 @@ raw_env = [f"{key}={value}" for key, value in _settings.as_env().items()]
 
 
 def on_starting(server: Any) -> None:
-    """Install the default model into an empty repository, once, in the master, before any worker."""
+    """Prepare the metrics directory, and install the default model into an empty repository, once, in
+    the master, before any worker."""
+    global _metrics_dir
+    _metrics_dir = prepare_directory(_settings.metrics_dir)
+    server.log.info("prometheus multiprocess directory: %s", _metrics_dir.path)
+
     from server.repository.install import install_default
     from server.repository.layout import ModelRepository
 
@@ -46,6 +58,16 @@ def on_starting(server: Any) -> None:
     if _settings.install_default and not repo.version_names():
         server.log.info("model repository %s is empty: installing the default version", repo.pipeline_dir)
         install_default(repo)
+
+
+def when_ready(server: Any) -> None:
+    """Serve /metrics from the master on its own port, if configured (see server.exposition)."""
+    global _exporter
+    if _settings.metrics_bind:
+        from server.exposition import MasterExporter
+
+        _exporter = MasterExporter(_settings.metrics_bind)
+        server.log.info("master serves metrics on %s", _settings.metrics_bind)
 
 
 def pre_fork(server: Any, worker: Any) -> None:
@@ -59,6 +81,21 @@ def pre_fork(server: Any, worker: Any) -> None:
 
 def post_fork(server: Any, worker: Any) -> None:
     os.environ["OCR_WORKER_SLOT"] = str(worker.ocr_slot)
+    if _exporter is not None:
+        _exporter.close_in_worker()
     app_log = logging.getLogger("server")
     app_log.handlers = server.log.error_log.handlers
     app_log.propagate = False  # Paddle configures the root logger; do not log every line twice
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker exited (any cause, SIGKILL included): its live gauges go, its counters stay."""
+    if _metrics_dir is not None:
+        mark_worker_dead(worker.pid, _metrics_dir)
+
+
+def on_exit(server: Any) -> None:
+    if _exporter is not None:
+        _exporter.stop()
+    if _metrics_dir is not None:
+        remove_directory(_metrics_dir)

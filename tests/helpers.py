@@ -81,6 +81,20 @@ class RunningServer:
         children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
         return [int(pid) for pid in children.read_text().split()]
 
+    def wait_alive(self, timeout: float) -> None:
+        """Wait until a worker answers /healthz (it may still be loading, or have no model at all)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.log()[-4000:]}")
+            try:
+                if requests.get(f"{self.url}/healthz", timeout=5).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        raise TimeoutError(f"server not answering after {timeout}s:\n{self.log()[-4000:]}")
+
     def post_image(self, data: bytes, content_type: str = "image/png", **kwargs: object) -> requests.Response:
         return requests.post(f"{self.url}/v1/ocr", data=data, headers={"Content-Type": content_type},
                              timeout=kwargs.pop("timeout", 120), **kwargs)  # type: ignore[arg-type]
@@ -142,3 +156,32 @@ def gunicorn_server(
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+
+@dataclass
+class Scrape:
+    """One parsed Prometheus exposition (`prometheus_client.parser`): samples by name and labels."""
+
+    samples: list[tuple[str, dict[str, str], float]]
+
+    @classmethod
+    def parse(cls, text: str) -> "Scrape":
+        from prometheus_client.parser import text_string_to_metric_families
+
+        return cls([(s.name, dict(s.labels), s.value)
+                    for family in text_string_to_metric_families(text) for s in family.samples])
+
+    def select(self, name: str, **labels: str) -> list[tuple[dict[str, str], float]]:
+        """Samples called `name` whose labels include `labels`."""
+        return [(have, value) for sample, have, value in self.samples
+                if sample == name and all(have.get(k) == v for k, v in labels.items())]
+
+    def total(self, name: str, **labels: str) -> float:
+        """Sum of the matching samples (0 when there are none, as Prometheus would read an absent counter)."""
+        return sum(value for _, value in self.select(name, **labels))
+
+
+def scrape(url: str) -> Scrape:
+    response = requests.get(url, timeout=60)
+    response.raise_for_status()
+    return Scrape.parse(response.text)

@@ -14,7 +14,7 @@ import requests
 
 from server.repository.layout import ModelRepository
 from tests.helpers import RunningServer, gunicorn_server
-from tests.lifecycle_support import ADMIN_TOKEN, audit_lines, wait_for
+from tests.lifecycle_support import ADMIN_TOKEN, audit_lines
 
 CALLS = [("POST", "/v1/models/1.0.0/activate", "pin"), ("DELETE", "/v1/models/pin", "unpin"),
          ("POST", "/v1/models/rollback", "rollback")]
@@ -26,15 +26,8 @@ def _server(tmp_path: Path, token: str) -> Iterator[tuple[RunningServer, Path]]:
     (root / "ppocr" / "latest").mkdir()  # not a version name: listed as ignored
     env = {"OCR_ADMIN_TOKEN": token, "OCR_MODEL_POLL_S": "1"}
     with gunicorn_server(root, tmp_path / "logs", workers=1, threads=2, env=env, wait_ready=False) as server:
-        wait_for(lambda: _ok(f"{server.url}/healthz"), 60, "the server to answer")
+        server.wait_alive(60)
         yield server, root / ".state" / "audit.log"
-
-
-def _ok(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=5).status_code == 200
-    except requests.ConnectionError:
-        return False
 
 
 @pytest.fixture(scope="module")

@@ -1,20 +1,144 @@
-"""POST /v1/ocr against a real Gunicorn server on the real PP-OCRv4 weights."""
+"""POST /v1/ocr against a real Gunicorn server on the real PP-OCRv4 weights: every request form,
+options, the response shape and headers."""
 
 from __future__ import annotations
 
+import base64
+
+import pytest
+import requests
+from PIL import Image
+
 from tests.helpers import DEFAULT_VERSION, RunningServer, encode, render_text, squash
+
+INVOICE = ["INVOICE NO: 2026-1187", "TOTAL DUE 1,234.56"]
+
+
+def _texts(result: dict) -> list[str]:
+    return [squash(line["text"]) for line in result["lines"]]
+
+
+def _expected(lines: list[str]) -> list[str]:
+    return [squash(line) for line in lines]
 
 
 def test_raw_png_is_read(shared_server: RunningServer) -> None:
-    lines = ["INVOICE NO: 2026-1187", "TOTAL DUE 1,234.56"]
-    response = shared_server.post_image(encode(render_text(lines)))
+    response = shared_server.post_image(encode(render_text(INVOICE)))
     assert response.status_code == 200, response.text
     body = response.json()
     assert response.headers["X-Model-Version"] == DEFAULT_VERSION
     assert body["model"] == {"name": "ppocr", "version": DEFAULT_VERSION}
     assert response.headers["X-Request-Id"] == body["request_id"]
     result = body["results"][0]
-    assert [squash(line["text"]) for line in result["lines"]] == [squash(line) for line in lines]
+    assert _texts(result) == _expected(INVOICE)
+    assert squash(result["text"]) == squash("".join(INVOICE))
     for line in result["lines"]:
         assert len(line["box"]) == 4 and 0.5 < line["score"] <= 1.0 and line["angle"] == 0
     assert set(result["timing_ms"]) == {"decode", "det", "cls", "rec", "total"}
+
+
+def test_raw_jpeg_as_octet_stream_with_boxes_in_image_coordinates(shared_server: RunningServer) -> None:
+    page = render_text(["REMIT TO ACME BANK"], padding=120)
+    response = shared_server.post_image(encode(page, "JPEG", quality=90), "application/octet-stream")
+    assert response.status_code == 200, response.text
+    result = response.json()["results"][0]
+    assert (result["width"], result["height"]) == page.size
+    assert _texts(result) == _expected(["REMIT TO ACME BANK"])
+    xs = [x for x, _ in result["lines"][0]["box"]]
+    ys = [y for _, y in result["lines"][0]["box"]]
+    # The text starts 120 px in: the box is where the text is, not at the origin of a resized copy.
+    assert 100 <= min(xs) <= 130 and 100 <= min(ys) <= 140 and max(xs) < page.width
+
+
+def test_client_request_id_is_echoed_and_a_bad_one_replaced(shared_server: RunningServer) -> None:
+    def post(request_id: str) -> requests.Response:
+        return requests.post(f"{shared_server.url}/v1/ocr", data=encode(render_text(["PAID"])), timeout=120,
+                             headers={"Content-Type": "image/png", "X-Request-Id": request_id})
+
+    good = post("trace-42:a.b")
+    assert good.headers["X-Request-Id"] == "trace-42:a.b" == good.json()["request_id"]
+    bad = post("x" * 500)
+    assert bad.headers["X-Request-Id"] != "x" * 500 and len(bad.headers["X-Request-Id"]) == 32
+
+
+def test_multipart_with_several_images_and_form_options(shared_server: RunningServer) -> None:
+    pages = [["CHEQUE 000123"], ["AMOUNT 75.00", "MEMO RENT"], ["SIGNED J SMITH"]]
+    files = [("image", (f"p{i}.png", encode(render_text(lines)), "image/png")) for i, lines in enumerate(pages)]
+    response = requests.post(f"{shared_server.url}/v1/ocr", files=files, data={"use_cls": "false"}, timeout=120)
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [_texts(r) for r in results] == [_expected(lines) for lines in pages]  # in the order sent
+    assert all(r["timing_ms"]["cls"] == 0 for r in results)  # use_cls=false skipped the classifier
+
+
+def test_json_single_image_with_options(shared_server: RunningServer) -> None:
+    # Wrapped at 76 columns, as the `base64` tool writes it, and as a data URL.
+    raw = base64.encodebytes(encode(render_text(INVOICE))).decode()
+    body = {"image": "data:image/png;base64," + raw, "use_cls": False, "drop_score": 0.3, "det_thresh": None}
+    response = requests.post(f"{shared_server.url}/v1/ocr", json=body, timeout=120)
+    assert response.status_code == 200, response.text
+    assert _texts(response.json()["results"][0]) == _expected(INVOICE)
+
+
+def test_json_several_images(shared_server: RunningServer) -> None:
+    pages = [["BALANCE 310.08"], ["ACCOUNT CLOSED"]]
+    images = [base64.b64encode(encode(render_text(lines), "JPEG")).decode() for lines in pages]
+    images[1] = images[1].rstrip("=").replace("+", "-").replace("/", "_")  # URL-safe, unpadded
+    response = requests.post(f"{shared_server.url}/v1/ocr", json={"images": images}, timeout=120)
+    assert response.status_code == 200, response.text
+    assert [_texts(r) for r in response.json()["results"]] == [_expected(lines) for lines in pages]
+
+
+def test_drop_score_from_query_string_filters_lines(shared_server: RunningServer) -> None:
+    data = encode(render_text(INVOICE + ["ref: qx7-bv2 lj"], size=20))
+    baseline = shared_server.post_image(data).json()["results"][0]["lines"]
+    scores = sorted(line["score"] for line in baseline)
+    assert len(scores) >= 2 and scores[0] < scores[-1], "need lines of different confidence"
+    cut = (scores[0] + scores[-1]) / 2
+    response = requests.post(f"{shared_server.url}/v1/ocr?drop_score={cut}", data=data,
+                             headers={"Content-Type": "image/png"}, timeout=120)
+    kept = response.json()["results"][0]["lines"]
+    assert kept and all(line["score"] >= cut for line in kept)
+    assert len(kept) == sum(score >= cut for score in scores)
+
+
+def test_detection_options_are_accepted(shared_server: RunningServer) -> None:
+    query = "det_limit_side_len=960&det_limit_type=max&det_thresh=0.3&det_box_thresh=0.5&det_unclip_ratio=1.6"
+    response = requests.post(f"{shared_server.url}/v1/ocr?{query}", data=encode(render_text(INVOICE)),
+                             headers={"Content-Type": "image/png"}, timeout=120)
+    assert response.status_code == 200, response.text
+    assert _texts(response.json()["results"][0]) == _expected(INVOICE)
+
+
+@pytest.mark.parametrize("use_cls", [True, False])
+def test_upside_down_text_needs_the_classifier(shared_server: RunningServer, use_cls: bool) -> None:
+    lines = ["RECEIPT 88213", "CASH PAID 42.50"]
+    upside_down = render_text(lines).transpose(Image.Transpose.ROTATE_180)
+    response = requests.post(f"{shared_server.url}/v1/ocr?use_cls={str(use_cls).lower()}",
+                             data=encode(upside_down), headers={"Content-Type": "image/png"}, timeout=120)
+    assert response.status_code == 200, response.text
+    result = response.json()["results"][0]
+    if use_cls:
+        # Lines come in page order (the page is upside down, so the last line first), each turned back.
+        assert sorted(_texts(result)) == sorted(_expected(lines))
+        assert all(line["angle"] == 180 for line in result["lines"])
+        assert result["timing_ms"]["cls"] > 0
+    else:
+        assert not set(_texts(result)) & set(_expected(lines))
+        assert result["timing_ms"]["cls"] == 0
+
+
+def test_one_pixel_image_is_a_valid_empty_result(shared_server: RunningServer) -> None:
+    response = shared_server.post_image(encode(Image.new("RGB", (1, 1), "white")))
+    assert response.status_code == 200, response.text
+    result = response.json()["results"][0]
+    assert result["lines"] == [] and result["text"] == "" and (result["width"], result["height"]) == (1, 1)
+
+
+def test_health_and_readiness(shared_server: RunningServer) -> None:
+    health = requests.get(f"{shared_server.url}/healthz", timeout=10)
+    assert health.status_code == 200 and health.json() == {"status": "ok"}
+    ready = requests.get(f"{shared_server.url}/readyz", timeout=10)
+    assert ready.status_code == 200
+    assert ready.json() == {"status": "ready", "model": {"name": "ppocr", "version": DEFAULT_VERSION}}
+    assert ready.headers["X-Model-Version"] == DEFAULT_VERSION and ready.headers["X-Request-Id"]

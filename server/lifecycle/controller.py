@@ -27,7 +27,6 @@ import logging
 import os
 import threading
 import time
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,8 +45,8 @@ from server.lifecycle.statefiles import StatePaths
 from server.lifecycle.verdicts import APPROVED, REJECTED, Verdict, VerdictStore
 from server.lifecycle.watcher import RepositoryWatcher
 from server.lifecycle.workers import WorkerBoard, WorkerState
-from server.metrics import MODEL_GOLDEN_CER, MODEL_INFO, MODEL_LAST_RELOAD, MODEL_LOAD_DURATION, MODEL_LOADS, \
-    MODEL_SWAPS
+from server.metrics import MODEL_GOLDEN_CER, MODEL_LAST_RELOAD, MODEL_LOAD_DURATION, MODEL_LOADS, MODEL_SWAPS, \
+    model_serving
 from server.repository.candidates import Inspection, Readiness, Scan, VerifyCache, scan_repository
 from server.repository.layout import ModelRepository
 from server.repository.manifest import now_iso
@@ -390,16 +389,10 @@ class LifecycleController:
         self._errors.pop(model.version, None)
         self._backoff.pop((model.version, inspection.fingerprint), None)
         MODEL_LOADS.labels(result="success").inc()
-        backend = str(model.manifest.framework.get("name", "unknown"))
         if previous is not None:
-            old_backend = str(previous.model.manifest.framework.get("name", "unknown"))
-            old_labels = (previous.model.version, str(self.slot), old_backend, self.device)
-            MODEL_INFO.labels(*old_labels).set(0)  # multiprocess mode keeps removed series: zero it first
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                MODEL_INFO.remove(*old_labels)
             MODEL_SWAPS.inc()
-        MODEL_INFO.labels(model.version, str(self.slot), backend, self.device).set(1)
+        backend = str(model.manifest.framework.get("name", "unknown"))
+        model_serving(model.version, worker=str(self.slot), backend=backend, device=self.device)
         MODEL_LAST_RELOAD.set_to_current_time()
         self.verdicts.mark_served(model.version, inspection.fingerprint)
         log.info("serving %s/%s (load %.2fs, warm-up %.2fs)", model.name, model.version,
