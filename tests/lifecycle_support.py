@@ -205,7 +205,7 @@ class Admin:
         self.headers = {"Authorization": f"Bearer {token}"}
 
     def models(self) -> dict[str, Any]:
-        response = requests.get(f"{self.url}/v1/models", timeout=30)
+        response = requests.get(f"{self.url}/v1/models", timeout=120)
         assert response.status_code == 200, response.text
         return response.json()
 

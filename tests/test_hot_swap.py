@@ -134,6 +134,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory, default_version_dir: Path) -> 
         "OCR_MODEL_DEBOUNCE_S": "0.3",
         "OCR_MODEL_SETTLE_S": str(SETTLE_S),
         "OCR_WARMUP_SHAPES": "320x320",
+        # A loaded shared machine can stall a worker for minutes (page-cache thrashing without swap was
+        # seen here); the test is about swaps, not about Gunicorn's watchdog.
+        "OCR_TIMEOUT": "600",
     }
     with gunicorn_server(repo_root, base / "logs", workers=2, threads=4, env=env) as server:
         expected = {"1.0.0": expected_text(0)}

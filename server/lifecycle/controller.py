@@ -88,6 +88,15 @@ class Serving:
     since: str = field(default_factory=now_iso)
 
 
+@dataclass(frozen=True)
+class VersionStatus:
+    """One version as this worker's last pass saw it (the machine-wide view is `server.lifecycle.status`)."""
+
+    version: str
+    state: str  # "serving", "rejected", "pending" or "candidate"
+    reason: str = ""
+
+
 class Rejection(Exception):
     """A load attempt failed. `sticky` failures say the version itself is bad: they become a verdict."""
 
@@ -140,6 +149,7 @@ class LifecycleController:
         self._noted: set[str] = set()  # once-only audit events (repository unavailable, version missing)
         self._published: WorkerState | None = None
         self.pin: PinRead = PinRead(None)  # as read by the current pass
+        self._last_scan: Scan | None = None
         self.watcher = RepositoryWatcher(self._watched_paths(), self._relevant, self.trigger)
 
     # -- running -----------------------------------------------------------------------------------
@@ -215,6 +225,7 @@ class LifecycleController:
 
     def reconcile(self) -> None:
         scan = self.scan_now()
+        self._last_scan = scan
         self._note_repository(scan)
         for inspection in scan.versions.values():
             if inspection.readiness is Readiness.REJECTED:
@@ -456,6 +467,27 @@ class LifecycleController:
             log.warning("version %s: %s", version, reason)
             self.audit.append("missing", actor=self.actor, version=version, result="serving", reason=reason,
                               worker=self.slot, pid=os.getpid())
+
+    def statuses(self) -> list[VersionStatus]:
+        """Each version of the last pass's scan with its state here; `/readyz` lists the rejected ones
+        (with why) while nothing serves."""
+        scan = self._last_scan
+        if scan is None:
+            return []
+        verdicts = self.verdicts.all()
+        serving = self._serving.model.version if self._serving else None
+        found = []
+        for name, inspection in scan.versions.items():
+            verdict = verdicts.get(name)
+            if name == serving:
+                found.append(VersionStatus(name, "serving"))
+            elif inspection.readiness is Readiness.REJECTED:
+                found.append(VersionStatus(name, "rejected", inspection.reason))
+            elif verdict and verdict.fingerprint == inspection.fingerprint and not verdict.approved:
+                found.append(VersionStatus(name, "rejected", verdict.reason))
+            else:
+                found.append(VersionStatus(name, inspection.readiness.value, inspection.reason))
+        return found
 
     def _set_loading(self, version: str | None) -> None:
         self._loading = version
