@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -185,3 +186,12 @@ def test_cli_publish_writes_the_version_and_an_audit_line(tmp_path: Path) -> Non
     assert [(e["action"], e["version"], e["result"]) for e in events] == [
         ("publish", "3.1.0", "ok"), ("publish", "3.1.0", "failed")]
     assert events[0]["actor"].startswith("cli:") and events[1]["reason"]
+
+
+def test_a_version_that_vanishes_while_inspected_is_not_judged(repo: ModelRepository, tmp_path: Path) -> None:
+    """Walking a directory that is gone must fail, not look like an empty directory with no manifest
+    (which, being 'settled', would be rejected for good)."""
+    target = publish(make_src(tmp_path / "src"), repo, "1.0.0")
+    shutil.rmtree(target)
+    with pytest.raises(FileNotFoundError):
+        fingerprint(target)

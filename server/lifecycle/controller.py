@@ -48,7 +48,7 @@ from server.lifecycle.workers import WorkerBoard, WorkerState
 from server.metrics import MODEL_GOLDEN_CER, MODEL_LAST_RELOAD, MODEL_LOAD_DURATION, MODEL_LOADS, MODEL_SWAPS, \
     model_serving
 from server.repository.candidates import Inspection, Readiness, Scan, VerifyCache, scan_repository
-from server.repository.layout import ModelRepository
+from server.repository.layout import ModelRepository, parse_version
 from server.repository.manifest import now_iso
 from server.runtime import RuntimeOptions
 
@@ -227,13 +227,26 @@ class LifecycleController:
         scan = self.scan_now()
         self._last_scan = scan
         self._note_repository(scan)
+        if scan.error is not None or scan.unstable:  # nothing reliable to act on: keep serving
+            if scan.unstable:
+                self.trigger("the repository changed during the scan")
+            self._publish_state()
+            return
         for inspection in scan.versions.values():
             if inspection.readiness is Readiness.REJECTED:
                 self._record_rejection(inspection, inspection.code or "invalid", inspection.reason)
         verdicts = self.verdicts.all()
         self.pin = self.pins.read()
-        order = preference(scan, verdicts, self.pin.pin).order
+        chosen = preference(scan, verdicts, self.pin.pin)
+        order = chosen.order
         self._note_missing(scan)
+        serving = self._serving
+        current = scan.versions.get(serving.model.version) if serving else None
+        if serving and current is not None and current.readiness is Readiness.PENDING:
+            # Its files are changing or unreadable right now (a copy over it, a flaky mount): that is no
+            # reason to go down to an older version. Only what is preferred above it may replace it.
+            order = [v for v in order if (chosen.pin_effective and v == order[0])
+                     or parse_version(v) > parse_version(serving.model.version)]
         for version in order:
             if self._stop.is_set():
                 break

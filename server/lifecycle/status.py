@@ -63,6 +63,8 @@ def _state(
 
 def models_view(controller: LifecycleController) -> dict[str, Any]:
     scan = controller.scan_now()
+    if scan.unstable:  # a version appeared or went while we looked: one more look gives a consistent list
+        scan = controller.scan_now()
     verdicts = controller.verdicts.all()
     pin_read = controller.pins.read()
     workers = controller.board.live()
@@ -113,7 +115,7 @@ def models_view(controller: LifecycleController) -> dict[str, Any]:
     return {
         "pipeline": controller.repo.pipeline,
         "repository": str(controller.repo.pipeline_dir),
-        "repository_error": scan.error,
+        "repository_error": scan.error or ("changed while being scanned" if scan.unstable else None),
         "scanned_at": _iso(scan.at),
         "desired": chosen.desired,
         "pin": pin,

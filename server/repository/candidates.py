@@ -59,6 +59,7 @@ class Scan:
     versions: dict[str, Inspection] = field(default_factory=dict)
     ignored: list[tuple[str, str]] = field(default_factory=list)
     error: str | None = None  # the pipeline directory could not be listed
+    unstable: bool = False  # its list of versions changed while it was scanned: look again
 
 
 class VerifyCache:
@@ -93,7 +94,10 @@ def fingerprint(version_dir: Path) -> tuple[str, float]:
     newest = 0.0
     root = version_dir.resolve()
     visited: set[tuple[int, int]] = set()
-    for current, dirs, files in os.walk(root, followlinks=True):  # symlinked stages count as content
+    def fail(error: OSError) -> None:  # os.walk would skip what it cannot read: a vanished directory
+        raise error  # would look like an empty (hence "settled, no manifest") one
+
+    for current, dirs, files in os.walk(root, onerror=fail, followlinks=True):  # symlinked stages count
         info = os.stat(current)
         if (info.st_dev, info.st_ino) in visited:  # a symlink loop: do not walk it again
             dirs.clear()
@@ -179,4 +183,10 @@ def scan_repository(repo: ModelRepository, settle_s: float, cache: VerifyCache) 
             versions[name] = Inspection(name, repo.version_dir(name), Readiness.PENDING,
                                         f"cannot be read yet: {exc.strerror or exc}", "unreadable", now,
                                         code="unreadable")
-    return Scan(at=now, versions=versions, ignored=ignored)
+    # A repository that vanished or changed while we looked (an unmount, a directory swap) gives a
+    # picture of no moment at all: versions "missing" from it must not make anyone switch.
+    try:
+        still = repo.list_entries()[0]
+    except OSError as exc:
+        return Scan(at=now, error=f"cannot list {repo.pipeline_dir}: {exc.strerror or exc}")
+    return Scan(at=now, versions=versions, ignored=ignored, unstable=still != names)
