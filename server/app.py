@@ -14,7 +14,7 @@ import uuid
 from flask import Flask, Response, g, request
 
 from server import instrumentation
-from server.api import feedback, health, metrics, ocr
+from server.api import feedback, health, metrics, models, ocr
 from server.config import Settings
 from server.context import EXTENSION_KEY, ServerContext, current_context
 from server.errors import register_error_handlers
@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None, context: ServerContext | None =
     app.register_blueprint(ocr.bp)
     app.register_blueprint(feedback.bp)
     app.register_blueprint(metrics.bp)
+    app.register_blueprint(models.bp)
 
     if start:
         context.controller.start()

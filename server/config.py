@@ -34,6 +34,16 @@ def _as_bool(name: str, raw: str) -> bool:
     raise ConfigError(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
 
 
+def _as_float(name: str, raw: str, minimum: float) -> float:
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+    if not value >= minimum:  # also refuses NaN
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
 def _as_int(name: str, raw: str, minimum: int) -> int:
     try:
         value = int(raw)
@@ -84,6 +94,26 @@ class Settings:
     timeout_s: int = field(default=120, metadata={"env": "OCR_TIMEOUT", "min": 1})
     log_level: str = field(default="info", metadata={"env": "OCR_LOG_LEVEL"})
 
+    # -- model lifecycle (see README, "Model lifecycle and hot reload") --
+    # Bearer token of the admin API's mutating calls; empty means those calls are refused.
+    admin_token: str = field(default="", repr=False, metadata={"env": "OCR_ADMIN_TOKEN"})
+    # Shared state of the workers (pin, verdicts, who serves what, load lock); default <model_repo>/.state.
+    state_dir: str = field(default="", metadata={"env": "OCR_STATE_DIR"})
+    # JSON-lines audit log of every lifecycle event; default <state_dir>/audit.log.
+    audit_log: str = field(default="", metadata={"env": "OCR_AUDIT_LOG"})
+    # Full rescan period (the fallback for filesystems where inotify misses events: NFS, volume swaps).
+    poll_interval_s: float = field(default=10.0, metadata={"env": "OCR_MODEL_POLL_S", "min": 0.1})
+    # Quiet time after a filesystem event before rescanning, so that a copy is seen once, not per file.
+    debounce_s: float = field(default=1.0, metadata={"env": "OCR_MODEL_DEBOUNCE_S", "min": 0.0})
+    # A version whose files changed less than this long ago is "pending" (still being copied), not bad.
+    settle_s: float = field(default=10.0, metadata={"env": "OCR_MODEL_SETTLE_S", "min": 0.0})
+    # Quality gate defaults (a manifest's quality_gate may set its own): how much worse than the live
+    # version a candidate's golden-set CER may be, and the CER above which no version ever serves.
+    gate_tolerance: float = field(default=0.01, metadata={"env": "OCR_GATE_TOLERANCE", "min": 0.0})
+    gate_max_cer: float = field(default=0.3, metadata={"env": "OCR_GATE_MAX_CER", "min": 0.0})
+    # Page shapes (HEIGHTxWIDTH, comma-separated) run through a new version before it serves.
+    warmup_shapes: str = field(default="960x480,480x800,320x320", metadata={"env": "OCR_WARMUP_SHAPES"})
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         """Build settings from `environ` (default `os.environ`), validating every value."""
@@ -96,6 +126,8 @@ class Settings:
                 continue
             if f.type == "int":
                 values[f.name] = _as_int(name, raw, f.metadata.get("min", 0))
+            elif f.type == "float":
+                values[f.name] = _as_float(name, raw, f.metadata.get("min", 0.0))
             elif f.type == "bool":
                 values[f.name] = _as_bool(name, raw)
             elif f.type == "Path":
@@ -125,6 +157,29 @@ class Settings:
                 raise ConfigError(f"OCR_METRICS_BIND must be HOST:PORT or empty, got {self.metrics_bind!r}")
         if not self.pipeline_name.isidentifier():
             raise ConfigError(f"OCR_PIPELINE must be a plain name, got {self.pipeline_name!r}")
+        self.warmup_shape_list  # raises ConfigError when malformed
+
+    @property
+    def warmup_shape_list(self) -> tuple[tuple[int, int], ...]:
+        """`warmup_shapes` parsed into (height, width) pairs."""
+        shapes = []
+        for part in self.warmup_shapes.split(","):
+            height, sep, width = part.strip().lower().partition("x")
+            if not sep or not height.isdigit() or not width.isdigit() or not (16 <= int(height) <= 4000
+                                                                          and 16 <= int(width) <= 4000):
+                raise ConfigError(
+                    f"OCR_WARMUP_SHAPES must be HEIGHTxWIDTH pairs (16..4000), comma-separated, got {self.warmup_shapes!r}"
+                )
+            shapes.append((int(height), int(width)))
+        return tuple(shapes)
+
+    @property
+    def effective_state_dir(self) -> Path:
+        return Path(self.state_dir) if self.state_dir else self.model_repo / ".state"
+
+    @property
+    def effective_audit_log(self) -> Path:
+        return Path(self.audit_log) if self.audit_log else self.effective_state_dir / "audit.log"
 
     @property
     def effective_cpu_threads(self) -> int:

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from flask import current_app
 
 from server.config import Settings
-from server.lifecycle.controller import LifecycleController
+from server.lifecycle.audit import AuditLog
+from server.lifecycle.controller import LifecycleConfig, LifecycleController
 from server.lifecycle.manager import ModelManager
+from server.lifecycle.statefiles import StatePaths
 from server.repository.layout import ModelRepository
 from server.runtime import RuntimeOptions
 
@@ -50,7 +52,11 @@ class ServerContext:
         slot = worker_slot()
         repo = ModelRepository(settings.model_repo, settings.pipeline_name)
         manager = ModelManager()
-        controller = LifecycleController(repo, manager, runtime_options(settings, slot))
+        controller = LifecycleController(
+            repo, manager, runtime_options(settings, slot), LifecycleConfig.from_settings(settings),
+            StatePaths(settings.effective_state_dir, settings.pipeline_name), AuditLog(settings.effective_audit_log),
+            slot,
+        )
         return cls(settings, repo, manager, controller, slot)
 
 

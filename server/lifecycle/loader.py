@@ -30,6 +30,10 @@ class LoadError(RuntimeError):
     """The version cannot serve; the message says why."""
 
 
+class VerificationError(LoadError):
+    """The files on disk are not (or no longer) those the manifest lists: a copy in progress, or damage."""
+
+
 @dataclass
 class LoadedModel:
     name: str
@@ -86,8 +90,8 @@ def build_pipeline(version_dir: Path, manifest: Manifest, options: RuntimeOption
     return OcrPipeline(detector, classifier, recognizer, settings)
 
 
-def warm_up(pipeline: OcrPipeline) -> None:
-    """Run the whole pipeline on a few shapes, and check the dictionary fits the recogniser.
+def warm_up(pipeline: OcrPipeline, shapes: tuple[tuple[int, int], ...] = WARMUP_SHAPES) -> None:
+    """Run the whole pipeline on a few (height, width) shapes, and check the dictionary fits the recogniser.
 
     A dictionary with the wrong number of characters would not fail, it would read garbage, so the
     class count is checked against the network's output here.
@@ -99,11 +103,16 @@ def warm_up(pipeline: OcrPipeline) -> None:
             f"the recogniser outputs {classes} classes but its dictionary gives "
             f"{len(pipeline.recognizer.charset)} (blank and space included): wrong or damaged dictionary"
         )
-    for shape in WARMUP_SHAPES:
+    for shape in shapes:
         pipeline.run(_warmup_page(*shape))
 
 
-def load_version(repo: ModelRepository, version: str, options: RuntimeOptions) -> LoadedModel:
+def load_version(
+    repo: ModelRepository,
+    version: str,
+    options: RuntimeOptions,
+    warmup_shapes: tuple[tuple[int, int], ...] = WARMUP_SHAPES,
+) -> LoadedModel:
     """Verify, build and warm up `version` of `repo`."""
     version_dir = repo.version_dir(version)
     if not repo.is_inside(version_dir):
@@ -111,17 +120,17 @@ def load_version(repo: ModelRepository, version: str, options: RuntimeOptions) -
     try:
         manifest = read_manifest(version_dir)
     except ManifestError as exc:
-        raise LoadError(str(exc)) from exc
+        raise VerificationError(str(exc)) from exc
     if manifest.version != version:
-        raise LoadError(f"manifest says version {manifest.version!r} but the directory is {version!r}")
+        raise VerificationError(f"manifest says version {manifest.version!r} but the directory is {version!r}")
     problems = verify_files(version_dir, manifest)
     if problems:
-        raise LoadError("verification failed: " + "; ".join(problems[:5]))
+        raise VerificationError("verification failed: " + "; ".join(problems[:5]))
     start = time.perf_counter()
     pipeline = build_pipeline(version_dir, manifest, options)
     built = time.perf_counter()
     try:
-        warm_up(pipeline)
+        warm_up(pipeline, warmup_shapes)
     except LoadError:
         pipeline.close()
         raise

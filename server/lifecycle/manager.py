@@ -28,6 +28,7 @@ class ModelHandle:
         self._refs = 0
         self._retired = False
         self._closed = False
+        self._closed_event = threading.Event()
         self._lock = threading.Lock()
 
     def _take(self) -> None:
@@ -40,7 +41,7 @@ class ModelHandle:
             close = self._retired and self._refs == 0 and not self._closed
             self._closed |= close
         if close:
-            self.model.close()
+            self._close()
 
     def retire(self) -> None:
         with self._lock:
@@ -48,7 +49,17 @@ class ModelHandle:
             close = self._refs == 0 and not self._closed
             self._closed |= close
         if close:
+            self._close()
+
+    def _close(self) -> None:
+        try:
             self.model.close()
+        finally:
+            self._closed_event.set()
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Wait until the last request using this retired model has finished and it is freed."""
+        return self._closed_event.wait(timeout)
 
     @property
     def in_use(self) -> int:
@@ -63,6 +74,7 @@ class ModelManager:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._active: ModelHandle | None = None
+        self._retired: list[ModelHandle] = []
 
     @contextmanager
     def acquire(self) -> Iterator[LoadedModel]:
@@ -77,15 +89,23 @@ class ModelManager:
         finally:
             handle._drop()
 
-    def activate(self, model: LoadedModel) -> LoadedModel | None:
-        """Make `model` the one new requests get; returns the model it replaced (now retired)."""
+    def activate(self, model: LoadedModel) -> ModelHandle | None:
+        """Make `model` the one new requests get; returns the handle it replaced, now retired (it is
+        closed by the last request still holding it, or here if none does)."""
         new = ModelHandle(model)
         with self._lock:
             old, self._active = self._active, new
-        if old is None:
-            return None
-        old.retire()
-        return old.model
+            if old is not None:
+                self._retired.append(old)
+        if old is not None:
+            old.retire()
+        return old
+
+    def draining(self) -> list[LoadedModel]:
+        """Retired models still held by requests."""
+        with self._lock:
+            self._retired = [handle for handle in self._retired if not handle.closed]
+            return [handle.model for handle in self._retired]
 
     @property
     def active(self) -> LoadedModel | None:

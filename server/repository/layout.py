@@ -29,7 +29,7 @@ class VersionKey:
 
 
 def parse_version(name: str) -> VersionKey:
-    match = _VERSION.match(name)
+    match = _VERSION.fullmatch(name)
     if match is None:
         raise VersionNameError(
             f"invalid version name {name!r}: expected MAJOR[.MINOR[.PATCH]][-label], e.g. 1.0.0-ppocrv4"
@@ -39,7 +39,7 @@ def parse_version(name: str) -> VersionKey:
 
 
 def is_version_name(name: str) -> bool:
-    return _VERSION.match(name) is not None
+    return _VERSION.fullmatch(name) is not None
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,25 @@ class ModelRepository:
             return []
         names = [e.name for e in entries if is_version_name(e.name) and e.is_dir()]
         return sorted(names, key=parse_version)
+
+    def list_entries(self) -> tuple[list[str], list[tuple[str, str]]]:
+        """(version names, [(other name, why it is ignored)]) in the pipeline directory, as it is now.
+
+        Dot entries (staging areas, lock files) are skipped silently; anything else that is not a
+        version is reported, so that ops can see why `v2` or `latest` is never picked up. Raises
+        OSError when the directory cannot be listed (missing, unmounted, permissions).
+        """
+        versions, ignored = [], []
+        for entry in sorted(self.pipeline_dir.iterdir(), key=lambda e: e.name):
+            if entry.name.startswith("."):
+                continue
+            if not is_version_name(entry.name):
+                ignored.append((entry.name, "not a version name (MAJOR[.MINOR[.PATCH]][-label])"))
+            elif not entry.is_dir() and not entry.is_symlink():
+                ignored.append((entry.name, "not a directory"))
+            else:
+                versions.append(entry.name)
+        return sorted(versions, key=parse_version), ignored
 
     def is_inside(self, path: Path) -> bool:
         """Whether `path`, with every symlink resolved, stays inside the repository root."""

@@ -1,0 +1,62 @@
+"""Machine-wide locks between worker processes, on `fcntl.flock`.
+
+flock locks belong to an open file description and vanish when the process dies, so a worker killed
+while holding one never blocks the others.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Iterator
+
+
+class FileLock:
+    """An exclusive lock on `path` that a thread can wait for without becoming unstoppable."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: IO[str] | None = None
+
+    def acquire(self, stop: threading.Event | None = None, poll_s: float = 0.2) -> bool:
+        """Take the lock, polling so that `stop` can end the wait; False if stopped first."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if stop is None:
+                    time.sleep(poll_s)
+                elif stop.wait(poll_s):
+                    handle.close()
+                    return False
+                continue
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")  # for people reading the file: who holds it
+            handle.flush()
+            self._handle = handle
+            return True
+
+    def release(self) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+
+@contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path` for a short critical section (blocking)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

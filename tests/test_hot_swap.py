@@ -1,0 +1,385 @@
+"""Hot swap under load, against one real Gunicorn server (2 workers x 4 threads) and one load generator
+(8 client threads posting a rendered page without pause) shared by every test of this module.
+
+Every response of every test is checked where it lands: HTTP 200, a version we published, and the text
+that version reads (see tests/lifecycle_support.py for how versions are told apart). Each test opens its
+own window on the load and asserts that nothing in it failed, so a fault is pinned to its own test.
+The tests run in file order and each starts from the state the previous one left (read from the API).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+import requests
+
+from server.repository.layout import ModelRepository
+from server.repository.publish import publish
+from tests.helpers import RunningServer, gunicorn_server
+from tests.lifecycle_support import (
+    ADMIN_TOKEN,
+    Admin,
+    LoadGenerator,
+    audit_lines,
+    corrupt,
+    expected_text,
+    load_image,
+    make_source,
+    wait_converged,
+    wait_for,
+    write_golden_set,
+)
+
+# Every worker must serve a newly preferred version within this many seconds. Generous: two workers
+# load one after the other (one load at a time per machine) while 8 clients keep both cores busy.
+CONVERGE_BOUND_S = 240.0
+SETTLE_S = 3.0
+
+
+def _iso(unix_time: float) -> str:
+    """The audit log's time format, for comparisons."""
+    return datetime.fromtimestamp(unix_time, timezone.utc).isoformat(timespec="milliseconds")
+
+
+@dataclass
+class Lab:
+    server: RunningServer
+    admin: Admin
+    load: LoadGenerator
+    expected: dict[str, str]
+    repo_root: Path
+    state_dir: Path
+    work: Path
+    base: Path  # the default version's directory, source of every variant
+    convergence_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def pipeline(self) -> Path:
+        return self.repo_root / "ppocr"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.state_dir / "audit.log"
+
+    def publish(self, *variants: tuple[str, int]) -> None:
+        """Publish (version, k) variants; several appear together (staged, then renamed into place at once)."""
+        staged = []
+        for version, k in variants:
+            self.expected[version] = expected_text(k)
+            staged.append((self.stage(version, k), version))
+        for path, version in staged:
+            os.rename(path, self.pipeline / version)
+
+    def stage(self, version: str, k: int = 0, rotate_all: bool = False, swap: str = "") -> Path:
+        """A published copy of variant `k` in a side repository on the same filesystem, to be damaged and
+        then renamed into the served repository in one step."""
+        source = make_source(self.base, self.work / f"src-{version}", k, rotate_all, swap)
+        return publish(source, ModelRepository(self.work / "staged"), version, created_by="tests")
+
+    def converge(self, version: str) -> float:
+        seconds = wait_converged(self.admin, self.server.worker_pids(), version, CONVERGE_BOUND_S)
+        self.convergence_s[version] = round(seconds, 1)
+        self.assert_served_now(version)
+        return seconds
+
+    def assert_served_now(self, version: str, requests: int = 8) -> None:
+        """Requests sent from now on are answered by `version` (every worker has switched)."""
+        start = time.monotonic()
+        wait_for(lambda: len(self.load.between(start, time.monotonic())) >= requests, 120,
+                 f"{requests} requests after the switch to {version}")
+        served = {o.version for o in self.load.between(start, time.monotonic())}
+        assert served == {version}, f"after converging on {version}, requests were served by {served}"
+
+    def current(self) -> str:
+        serving = {w["serving"] for w in self.admin.models()["workers"]}
+        assert len(serving) == 1, f"workers disagree: {serving}"
+        return serving.pop()
+
+    def hold(self, version: str, seconds: float) -> None:
+        """For `seconds`, every worker keeps serving `version` and loads nothing."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            workers = self.admin.models()["workers"]
+            assert all(w["serving"] == version and w["loading"] is None for w in workers), workers
+            time.sleep(0.5)
+
+    def wait_verdict(self, version: str, timeout: float = 120) -> dict:
+        """Wait until a worker's lifecycle pass has decided on `version` (the API then shows its verdict)."""
+        return wait_for(lambda: (v := self.admin.version(version)) and v["verdict"] and v["state"] != "loading"
+                        and v, timeout, f"a verdict on {version}")
+
+    def events(self, action: str, version: str) -> list[dict]:
+        return [e for e in audit_lines(self.audit_log) if e["action"] == action and e["version"] == version]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, default_version_dir: Path) -> Iterator[Lab]:
+    base = tmp_path_factory.mktemp("hotswap")
+    repo_root, state_dir, work = base / "models", base / "state", base / "work"
+    publish(default_version_dir, ModelRepository(repo_root), "1.0.0", created_by="tests")
+    write_golden_set(repo_root / "golden")
+    env = {
+        "OCR_ADMIN_TOKEN": ADMIN_TOKEN,
+        "OCR_STATE_DIR": str(state_dir),  # outside the repository, so the repository can vanish
+        "OCR_MODEL_POLL_S": "1",
+        "OCR_MODEL_DEBOUNCE_S": "0.3",
+        "OCR_MODEL_SETTLE_S": str(SETTLE_S),
+        "OCR_WARMUP_SHAPES": "320x320",
+        # A loaded shared machine can stall a worker for minutes (page-cache thrashing without swap was
+        # seen here); the test is about swaps, not about Gunicorn's watchdog.
+        "OCR_TIMEOUT": "600",
+    }
+    with gunicorn_server(repo_root, base / "logs", workers=2, threads=4, env=env) as server:
+        expected = {"1.0.0": expected_text(0)}
+        load = LoadGenerator(server.url, load_image(), expected, clients=8)
+        load.start()
+        try:
+            yield Lab(server, Admin(server.url), load, expected, repo_root, state_dir, work, default_version_dir)
+        finally:
+            load.stop()
+
+
+def test_versions_published_pinned_rolled_back_and_unpinned_under_load(lab: Lab) -> None:
+    with lab.load.window() as window:
+        assert lab.current() == "1.0.0"
+        lab.publish(("1.1.0", 1))
+        lab.converge("1.1.0")
+
+        lab.publish(("1.2.0", 2), ("1.3.0", 3), ("1.4.0", 4))
+        lab.converge("1.4.0")  # several at once: straight to the highest
+
+        response = lab.admin.activate("1.2.0")
+        assert response.status_code == 202, response.text
+        lab.converge("1.2.0")
+        lab.publish(("1.5.0", 5), ("1.6.0", 6), ("1.7.0", 7))
+        lab.hold("1.2.0", seconds=4)  # pinned: newer versions do not take over
+        assert lab.admin.models()["pin"]["effective"] is True
+
+        response = lab.admin.unpin()
+        assert response.status_code == 200 and response.json()["removed"] == "1.2.0", response.text
+        lab.converge("1.7.0")
+
+        response = lab.admin.rollback()
+        assert response.status_code == 202, response.text
+        assert response.json()["from"] == "1.7.0" and response.json()["pin"]["version"] == "1.6.0"
+        lab.converge("1.6.0")
+        lab.publish(("1.8.0", 8), ("1.9.0", 9), ("1.10.0", 10))
+        lab.hold("1.6.0", seconds=4)
+
+        assert lab.admin.unpin().json()["removed"] == "1.6.0"
+        lab.converge("1.10.0")
+    window.assert_clean(minimum=50)
+    assert {"1.0.0", "1.1.0", "1.4.0", "1.2.0", "1.7.0", "1.6.0", "1.10.0"} <= window.versions()
+    print("convergence seconds:", lab.convergence_s)
+
+    listing = lab.admin.models()
+    states = {v["version"]: v["state"] for v in listing["versions"]}
+    assert states["1.10.0"] == "serving" and states["1.6.0"] == "retired" and states["1.3.0"] == "new"
+    served = next(v for v in listing["versions"] if v["version"] == "1.10.0")
+    assert served["gate"]["passed"] and served["gate"]["cer"] == 0.0
+    assert served["gate"]["golden_set"] == str(lab.repo_root / "golden")
+    assert served["manifest"]["created_by"] == "tests" and served["manifest"]["version"] == "1.10.0"
+
+    # Every admin action is in the audit log with who did it; every worker logged each of its swaps.
+    admin_events = [(e["action"], e["version"]) for e in audit_lines(lab.audit_log) if e["actor"].startswith("api:")]
+    assert admin_events == [("pin", "1.2.0"), ("unpin", "1.2.0"), ("rollback", "1.6.0"), ("unpin", "1.6.0")]
+    for version in ("1.1.0", "1.4.0", "1.2.0", "1.7.0", "1.6.0", "1.10.0"):
+        assert sorted(e["worker"] for e in lab.events("swap", version)) == [0, 1], version
+        assert len(lab.events("approve", version)) <= 1  # decided once, machine-wide
+
+
+def test_symlink_pointing_outside_the_repository_is_rejected(lab: Lab) -> None:
+    current = lab.current()
+    outside = publish(make_source(lab.base, lab.work / "src-outside", 15), ModelRepository(lab.work / "elsewhere"),
+                      "2.1.0", created_by="tests")
+    with lab.load.window() as window:
+        (lab.pipeline / "2.1.0").symlink_to(outside, target_is_directory=True)
+        verdict = lab.wait_verdict("2.1.0")
+        lab.hold(current, seconds=2)
+    window.assert_clean()
+    assert window.versions() == {current}
+    assert verdict["state"] == "rejected" and "outside the model repository" in verdict["reason"]
+    assert [e["result"] for e in lab.events("reject", "2.1.0")] == ["outside_repository"]
+    assert not lab.events("load", "2.1.0")  # never opened
+
+
+def test_checksum_mismatch_is_rejected(lab: Lab) -> None:
+    current = lab.current()
+    staged = lab.stage("2.2.0")
+    params = staged / "det" / "inference.pdiparams"
+    data = bytearray(params.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte after the manifest was written
+    params.write_bytes(bytes(data))
+    with lab.load.window() as window:
+        os.rename(staged, lab.pipeline / "2.2.0")
+        verdict = lab.wait_verdict("2.2.0")
+        lab.hold(current, seconds=1)
+    window.assert_clean()
+    assert window.versions() == {current}
+    assert verdict["state"] == "rejected"
+    assert "det/inference.pdiparams: sha256 mismatch" in verdict["reason"]
+    assert [e["result"] for e in lab.events("reject", "2.2.0")] == ["verify_failed"]
+
+
+def test_missing_dictionary_is_rejected(lab: Lab) -> None:
+    current = lab.current()
+    staged = lab.stage("2.3.0")
+    (staged / "rec" / "ppocr_keys_v1.txt").unlink()
+    with lab.load.window() as window:
+        os.rename(staged, lab.pipeline / "2.3.0")
+        verdict = lab.wait_verdict("2.3.0")
+        lab.hold(current, seconds=1)
+    window.assert_clean()
+    assert verdict["state"] == "rejected" and "rec/ppocr_keys_v1.txt: missing" in verdict["reason"]
+
+
+def test_corrupt_weights_are_rejected_without_harming_a_worker(lab: Lab) -> None:
+    current = lab.current()
+    pids = sorted(lab.server.worker_pids())
+    source = make_source(lab.base, lab.work / "src-2.4.0", 0)
+    corrupt(source / "det" / "inference.pdmodel")  # the publisher hashes the damaged file: checksums pass
+    with lab.load.window() as window:
+        publish(source, ModelRepository(lab.repo_root), "2.4.0", created_by="tests")
+        verdict = lab.wait_verdict("2.4.0")
+        lab.hold(current, seconds=1)
+    window.assert_clean()
+    assert sorted(lab.server.worker_pids()) == pids  # no worker crashed or was replaced
+    assert verdict["state"] == "rejected" and verdict["verdict"]["result"] in {"crashed", "load_error"}, verdict
+    print("corrupt weights:", verdict["reason"])
+
+
+def test_versions_that_read_worse_are_rejected_by_the_gate(lab: Lab) -> None:
+    current = lab.current()
+    garbage = lab.stage("2.5.0", rotate_all=True)  # loads and runs; every character is wrong
+    worse = lab.stage("2.5.1", swap="AE")  # reads A as E and back: a few percent of characters wrong
+    with lab.load.window() as window:
+        os.rename(garbage, lab.pipeline / "2.5.0")
+        os.rename(worse, lab.pipeline / "2.5.1")
+        slightly = lab.wait_verdict("2.5.1", timeout=CONVERGE_BOUND_S)
+        hopeless = lab.wait_verdict("2.5.0", timeout=CONVERGE_BOUND_S)
+        lab.hold(current, seconds=1)
+    window.assert_clean()
+    assert window.versions() == {current}
+    for verdict in (slightly, hopeless):
+        assert verdict["state"] == "rejected" and verdict["verdict"]["result"] == "gate_rejected", verdict
+        assert not verdict["gate"]["passed"] and verdict["gate"]["baseline_version"] == current
+        assert verdict["gate"]["baseline_cer"] == 0.0
+    # Under the ceiling, but worse than the live version by more than the tolerance.
+    assert 0.01 < slightly["gate"]["cer"] < slightly["gate"]["max_cer"]
+    assert "worse than the live version" in slightly["reason"]
+    assert hopeless["gate"]["cer"] > 0.5 and "above the ceiling" in hopeless["reason"]
+    # One worker evaluated each; the other followed the verdict instead of loading it too.
+    for version in ("2.5.0", "2.5.1"):
+        assert len(lab.events("load", version)) == 1 and len(lab.events("reject", version)) == 1
+
+
+def test_watched_directory_briefly_unavailable(lab: Lab) -> None:
+    current = lab.current()
+    away = lab.repo_root.with_name("models.away")
+    rearmed_before = lab.admin.models()["watcher"]["rearmed"]
+    with lab.load.window() as window:
+        gone = time.time()
+        os.rename(lab.repo_root, away)
+        wait_for(lambda: lab.admin.models()["repository_error"], 30, "the repository to be reported unreadable")
+        lab.hold(current, seconds=3)  # nothing to load from, nothing unloaded
+        os.rename(away, lab.repo_root)
+        back = time.time()
+        wait_for(lambda: lab.admin.models()["watcher"]["rearmed"] > rearmed_before, 30, "the watcher to re-arm")
+        lab.hold(current, seconds=2)
+        # Detection goes on: a new (broken) version is noticed and judged by a worker's lifecycle pass.
+        staged = lab.stage("2.6.0")
+        (staged / "rec" / "ppocr_keys_v1.txt").unlink()
+        os.rename(staged, lab.pipeline / "2.6.0")
+        assert lab.wait_verdict("2.6.0")["state"] == "rejected"
+        lab.hold(current, seconds=1)
+    window.assert_clean()
+    assert window.versions() == {current}
+    # While the repository was gone (and just after), no worker judged, loaded or swapped anything: a
+    # missing mount is not a verdict on the versions in it.
+    during = [e for e in audit_lines(lab.audit_log) if _iso(gone) <= e["time"] <= _iso(back + 2)]
+    assert not [e for e in during if e["action"] in ("reject", "approve", "load", "swap")], during
+    results = {e["result"] for e in during if e["action"] == "repository"}
+    assert "unavailable" in results, during
+    assert [e for e in audit_lines(lab.audit_log) if e["action"] == "repository" and e["result"] == "available"]
+
+
+def test_half_copied_version_waits_then_serves(lab: Lab) -> None:
+    staged = lab.stage("2.7.0", k=11)
+    target = lab.pipeline / "2.7.0"
+    files = sorted(p.relative_to(staged) for p in staged.rglob("*") if p.is_file())
+    files.sort(key=lambda rel: rel.name != "manifest.json")  # the worst order: the manifest first
+    seen: list[tuple[float, str | None]] = []  # (when the answer arrived, state)
+    stop = threading.Event()
+
+    def observe() -> None:
+        while not stop.is_set():
+            version = lab.admin.version("2.7.0")
+            seen.append((time.monotonic(), version["state"] if version else None))
+            time.sleep(0.2)
+
+    lab.expected["2.7.0"] = expected_text(11)
+    with lab.load.window() as window:
+        observer = threading.Thread(target=observe)
+        observer.start()
+        try:
+            for index, rel in enumerate(files):  # files appear one by one over several seconds
+                if index:
+                    time.sleep(0.7)
+                last_copy = time.monotonic()
+                (target / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(staged / rel, target / rel)
+        finally:
+            stop.set()
+            observer.join()
+        lab.converge("2.7.0")
+    window.assert_clean()
+    while_copying = [state for answered, state in seen if answered < last_copy]  # surely incomplete then
+    assert len(files) >= 7 and "pending" in while_copying
+    assert set(while_copying) <= {None, "pending"}, f"a version being copied was {set(while_copying)}"
+    assert not lab.events("reject", "2.7.0")
+
+
+def test_serving_version_deleted_from_disk(lab: Lab) -> None:
+    assert lab.current() == "2.7.0"
+    # What a restart would serve: the highest approved version left on disk.
+    fallback = next(v["version"] for v in lab.admin.models()["versions"]
+                    if v["version"] != "2.7.0" and v["verdict"] and v["verdict"]["decision"] == "approved")
+    with lab.load.window() as window:
+        shutil.rmtree(lab.pipeline / "2.7.0")
+        lab.converge(fallback)
+    window.assert_clean()
+    assert window.versions() == {"2.7.0", fallback}
+    # Recorded by each worker that noticed the loss while still serving it (a worker whose scan caught
+    # the directory half-deleted saw a damaged version instead and moved on just the same).
+    assert lab.events("missing", "2.7.0")
+
+
+def test_restart_keeps_the_pin_and_the_rejections(lab: Lab) -> None:
+    """Gunicorn replaces every worker (SIGHUP); the new ones read the pin and the verdicts at start.
+
+    No load window here: a process restart is not zero-downtime (see README, "Readiness and restarts");
+    what is checked is what the new workers choose to serve and that nothing is judged twice."""
+    response = lab.admin.activate("1.4.0")
+    assert response.status_code == 202, response.text
+    lab.converge("1.4.0")
+    old_pids = set(lab.server.worker_pids())
+    restarted = time.time()
+    os.kill(lab.server.process.pid, signal.SIGHUP)
+    wait_for(lambda: not old_pids & set(lab.server.worker_pids()) and len(lab.server.worker_pids()) == 2, 120,
+             "Gunicorn to replace its workers")
+    lab.converge("1.4.0")  # from their first load: no detour through the highest version
+    events = [e for e in audit_lines(lab.audit_log) if e["time"] >= _iso(restarted)]
+    assert {(e["action"], e["version"]) for e in events if e["action"] in ("load", "swap")} == {
+        ("load", "1.4.0"), ("swap", "1.4.0")}  # rejected versions were not tried again
+    assert not [e for e in events if e["action"] in ("reject", "approve")]  # nothing judged twice
+    assert lab.admin.models()["pin"]["effective"] is True
+    assert requests.get(f"{lab.server.url}/readyz", timeout=30).status_code == 200
