@@ -32,6 +32,18 @@ def squash(text: str) -> str:
     return re.sub(r"\s+", "", text).upper()
 
 
+def read_text(result: dict) -> str:
+    """One image's lines in the order returned, joined and squashed. Joined rather than compared line by line:
+    the detector may legitimately split a rendered line at a word gap ("MEMO RENT" came back as two boxes on
+    one CI CPU and as one box here), while the order and every character are still checked."""
+    return squash("".join(line["text"] for line in result["lines"]))
+
+
+def expected_text(lines: list[str]) -> str:
+    """What `read_text` should give for an image rendered from `lines`."""
+    return squash("".join(lines))
+
+
 def render_text(lines: list[str], size: int = 36, padding: int = 40, mode: str = "RGB") -> Image.Image:
     """A white page with `lines` in black, drawn with Pillow's built-in TrueType font."""
     font = ImageFont.load_default(size=size)

@@ -12,7 +12,7 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.helpers import DEFAULT_VERSION, RunningServer, encode, gunicorn_server, render_text, squash
+from tests.helpers import DEFAULT_VERSION, RunningServer, encode, expected_text, gunicorn_server, read_text, render_text
 from tests.images import (
     exif_rotated_jpeg,
     jpeg_with_broken_huffman_table,
@@ -169,7 +169,7 @@ def test_odd_but_valid_images_are_read(shared_server: RunningServer, name: str) 
     assert response.status_code == 200, response.text
     result = response.json()["results"][0]
     assert (result["width"], result["height"]) == PAGE.size  # upright, whatever way it was stored
-    assert [squash(line["text"]) for line in result["lines"]] == [squash(line) for line in LINES]
+    assert read_text(result) == expected_text(LINES)
 
 
 def test_workers_survived_the_barrage(shared_server: RunningServer, workers_before: list[int]) -> None:
@@ -180,7 +180,7 @@ def test_workers_survived_the_barrage(shared_server: RunningServer, workers_befo
     assert log.count("Booting worker with pid") == shared_server.workers, "a worker was restarted"
     response = shared_server.post_image(PNG)
     assert response.status_code == 200
-    assert [squash(line["text"]) for line in response.json()["results"][0]["lines"]] == [squash(x) for x in LINES]
+    assert read_text(response.json()["results"][0]) == expected_text(LINES)
 
 
 def test_not_ready_answers_503_and_stays_alive(tmp_path: Path) -> None:

@@ -9,17 +9,9 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.helpers import DEFAULT_VERSION, RunningServer, encode, render_text, squash
+from tests.helpers import DEFAULT_VERSION, RunningServer, encode, expected_text, read_text, render_text, squash
 
 INVOICE = ["INVOICE NO: 2026-1187", "TOTAL DUE 1,234.56"]
-
-
-def _texts(result: dict) -> list[str]:
-    return [squash(line["text"]) for line in result["lines"]]
-
-
-def _expected(lines: list[str]) -> list[str]:
-    return [squash(line) for line in lines]
 
 
 def test_raw_png_is_read(shared_server: RunningServer) -> None:
@@ -30,7 +22,7 @@ def test_raw_png_is_read(shared_server: RunningServer) -> None:
     assert body["model"] == {"name": "ppocr", "version": DEFAULT_VERSION}
     assert response.headers["X-Request-Id"] == body["request_id"]
     result = body["results"][0]
-    assert _texts(result) == _expected(INVOICE)
+    assert read_text(result) == expected_text(INVOICE)
     assert squash(result["text"]) == squash("".join(INVOICE))
     for line in result["lines"]:
         assert len(line["box"]) == 4 and 0.5 < line["score"] <= 1.0 and line["angle"] == 0
@@ -43,7 +35,7 @@ def test_raw_jpeg_as_octet_stream_with_boxes_in_image_coordinates(shared_server:
     assert response.status_code == 200, response.text
     result = response.json()["results"][0]
     assert (result["width"], result["height"]) == page.size
-    assert _texts(result) == _expected(["REMIT TO ACME BANK"])
+    assert read_text(result) == expected_text(["REMIT TO ACME BANK"])
     xs = [x for x, _ in result["lines"][0]["box"]]
     ys = [y for _, y in result["lines"][0]["box"]]
     # The text starts 120 px in: the box is where the text is, not at the origin of a resized copy.
@@ -67,7 +59,7 @@ def test_multipart_with_several_images_and_form_options(shared_server: RunningSe
     response = requests.post(f"{shared_server.url}/v1/ocr", files=files, data={"use_cls": "false"}, timeout=120)
     assert response.status_code == 200, response.text
     results = response.json()["results"]
-    assert [_texts(r) for r in results] == [_expected(lines) for lines in pages]  # in the order sent
+    assert [read_text(r) for r in results] == [expected_text(lines) for lines in pages]  # in the order sent
     assert all(r["timing_ms"]["cls"] == 0 for r in results)  # use_cls=false skipped the classifier
 
 
@@ -77,7 +69,7 @@ def test_json_single_image_with_options(shared_server: RunningServer) -> None:
     body = {"image": "data:image/png;base64," + raw, "use_cls": False, "drop_score": 0.3, "det_thresh": None}
     response = requests.post(f"{shared_server.url}/v1/ocr", json=body, timeout=120)
     assert response.status_code == 200, response.text
-    assert _texts(response.json()["results"][0]) == _expected(INVOICE)
+    assert read_text(response.json()["results"][0]) == expected_text(INVOICE)
 
 
 def test_json_several_images(shared_server: RunningServer) -> None:
@@ -86,7 +78,7 @@ def test_json_several_images(shared_server: RunningServer) -> None:
     images[1] = images[1].rstrip("=").replace("+", "-").replace("/", "_")  # URL-safe, unpadded
     response = requests.post(f"{shared_server.url}/v1/ocr", json={"images": images}, timeout=120)
     assert response.status_code == 200, response.text
-    assert [_texts(r) for r in response.json()["results"]] == [_expected(lines) for lines in pages]
+    assert [read_text(r) for r in response.json()["results"]] == [expected_text(lines) for lines in pages]
 
 
 def test_drop_score_from_query_string_filters_lines(shared_server: RunningServer) -> None:
@@ -107,7 +99,7 @@ def test_detection_options_are_accepted(shared_server: RunningServer) -> None:
     response = requests.post(f"{shared_server.url}/v1/ocr?{query}", data=encode(render_text(INVOICE)),
                              headers={"Content-Type": "image/png"}, timeout=120)
     assert response.status_code == 200, response.text
-    assert _texts(response.json()["results"][0]) == _expected(INVOICE)
+    assert read_text(response.json()["results"][0]) == expected_text(INVOICE)
 
 
 @pytest.mark.parametrize("use_cls", [True, False])
@@ -120,11 +112,11 @@ def test_upside_down_text_needs_the_classifier(shared_server: RunningServer, use
     result = response.json()["results"][0]
     if use_cls:
         # Lines come in page order (the page is upside down, so the last line first), each turned back.
-        assert sorted(_texts(result)) == sorted(_expected(lines))
+        assert sorted(read_text(result)) == sorted(expected_text(lines))
         assert all(line["angle"] == 180 for line in result["lines"])
         assert result["timing_ms"]["cls"] > 0
     else:
-        assert not set(_texts(result)) & set(_expected(lines))
+        assert not set(read_text(result)) & set(expected_text(lines))
         assert result["timing_ms"]["cls"] == 0
 
 
