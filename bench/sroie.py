@@ -5,9 +5,11 @@ text, which may contain commas) and `key/NNN.json` (company, date, address, tota
 project scores the same way, so that numbers from bench/pipeline.py, bench/parity.py and the issue notes
 can be compared:
 
-- CER: character error rate of the whole receipt, the predicted lines joined in the engine's reading
-  order against the ground-truth lines in file order, compared by `server.textmetrics` (case-folded,
-  whitespace removed: PP-OCR drops spaces between Latin words). Reported as total edits / total reference
+- CER: character error rate of the whole receipt: the predicted lines and the ground-truth lines, each
+  put in the same geometric reading order (`reading_order`: rows top to bottom, left to right within a
+  row) and joined, compared by `server.textmetrics` (case-folded, whitespace removed: PP-OCR drops
+  spaces between Latin words). Ordering both sides by one rule keeps the measure about reading, not
+  about which of two equally valid orders an engine or an annotator chose for a row. Reported as total edits / total reference
   characters over the dataset (a micro average: long receipts weigh more, as they do for a reader).
 - Line recall: a ground-truth line is found when one predicted line covers at least half of its box and
   contains its text (normalised). "Contains" rather than "equals" because the ground truth splits a row
@@ -115,9 +117,31 @@ class ReceiptScore:
         return self.edits / max(1, self.ref_chars)
 
 
+def reading_order(boxes: list[np.ndarray]) -> list[int]:
+    """Indices of `boxes` in reading order: rows top to bottom, each row left to right.
+
+    A box joins the current row when its vertical centre lies within half the median line height of
+    the row's first box; rows are then read left to right by their left edges.
+    """
+    if not boxes:
+        return []
+    heights = [float(b[:, 1].max() - b[:, 1].min()) for b in boxes]
+    tolerance = max(1.0, float(np.median(heights)) / 2)
+    centres = [float(b[:, 1].mean()) for b in boxes]
+    order = sorted(range(len(boxes)), key=centres.__getitem__)
+    rows: list[list[int]] = []
+    for i in order:
+        if rows and abs(centres[i] - centres[rows[-1][0]]) <= tolerance:
+            rows[-1].append(i)
+        else:
+            rows.append([i])
+    return [i for row in rows for i in sorted(row, key=lambda k: float(boxes[k][:, 0].min()))]
+
+
 def score(predicted: list[PredictedLine], receipt: Receipt) -> ReceiptScore:
-    hyp_text = "\n".join(line.text for line in predicted)
-    ref_text = receipt.text
+    hyp_text = "\n".join(predicted[i].text for i in reading_order([line.box for line in predicted]))
+    truth = receipt.lines
+    ref_text = "\n".join(truth[i].text for i in reading_order([line.box for line in truth]))
     norm_pred = [normalize_text(line.text) for line in predicted]
     found = 0
     for truth in receipt.lines:
