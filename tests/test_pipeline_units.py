@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from server.pipeline.det import resize_for_det
+from server.pipeline.det import preprocess, resize_for_det
 from server.pipeline.imageops import normalize
 from server.pipeline.rec import ctc_greedy_decode, padded_width, plan_batches
 from server.pipeline.types import DetSettings, RecSettings
@@ -82,6 +82,7 @@ def test_ctc_greedy_decode_of_all_blanks_is_empty_with_zero_score() -> None:
         ((3000, 1000), DetSettings(limit_side_len=960, limit_type="max"), (960, 320)),
         ((100, 9000), DetSettings(limit_side_len=64, limit_type="min", max_side_limit=4000), (32, 4000)),
         ((10, 10), DetSettings(limit_side_len=64, limit_type="min"), (64, 64)),
+        ((3530, 2497), DetSettings(), (1984, 1408)),  # a native SROIE scan: long side capped near 2000
     ],
 )
 def test_resize_for_det_gives_multiples_of_32_within_limits(
@@ -100,3 +101,20 @@ def test_normalize_writes_into_a_batch_view_without_touching_the_padding() -> No
     expected = (image.transpose(2, 0, 1).astype(np.float32) / 255.0 - 0.5) / 0.5
     np.testing.assert_allclose(batch[1, :, :, :5], expected, atol=1e-6)
     assert not batch[0].any() and not batch[1, :, :, 5:].any()
+
+
+def test_det_input_is_padded_to_the_multiple_with_zeros_and_the_valid_area_reported() -> None:
+    image = np.full((1013, 463, 3), 255, dtype=np.uint8)
+    batch, (h, w) = preprocess(image, DetSettings(limit_side_len=736, pad_multiple=256))
+    assert (h, w) == (1600, 736)
+    assert batch.shape == (1, 3, 1792, 768)
+    assert np.allclose(batch[0, :, :h, :w], 1.0)  # white, normalised with mean = std = 0.5
+    assert not batch[0, :, h:, :].any() and not batch[0, :, :, w:].any()
+
+
+@pytest.mark.parametrize(
+    "bad", [{"pad_multiple": 0}, {"pad_multiple": 48}, {"limit_type": "both"}, {"max_side_limit": 16}]
+)
+def test_det_settings_refuse_values_the_network_cannot_take(bad: dict) -> None:
+    with pytest.raises(ValueError):
+        DetSettings(**bad)

@@ -25,10 +25,8 @@ def resize_for_det(image: np.ndarray, settings: DetSettings) -> np.ndarray:
     limit = settings.limit_side_len
     if settings.limit_type == "max":
         ratio = limit / max(h, w) if max(h, w) > limit else 1.0
-    elif settings.limit_type == "min":
+    else:  # "min", as DetSettings validates
         ratio = limit / min(h, w) if min(h, w) < limit else 1.0
-    else:
-        raise ValueError(f"limit_type must be 'min' or 'max', got {settings.limit_type!r}")
     if max(h, w) * ratio > settings.max_side_limit:
         ratio = settings.max_side_limit / max(h, w)
     new_h = max(int(round(int(h * ratio) / 32)) * 32, 32)
@@ -38,10 +36,24 @@ def resize_for_det(image: np.ndarray, settings: DetSettings) -> np.ndarray:
     return cv2.resize(image, (new_w, new_h))
 
 
-def preprocess(image: np.ndarray, settings: DetSettings) -> np.ndarray:
-    """BGR uint8 image -> (1, 3, H', W') network input."""
+def _round_up(value: int, step: int) -> int:
+    return -(-value // step) * step
+
+
+def preprocess(image: np.ndarray, settings: DetSettings) -> tuple[np.ndarray, tuple[int, int]]:
+    """BGR uint8 image -> ((1, 3, H', W') network input, (h, w) of the image inside it).
+
+    The resized image is padded at the bottom and right up to multiples of `settings.pad_multiple`, so
+    that detection sees a small, fixed set of input shapes: the runtime builds and caches kernels (and
+    their memory) per shape, and an unbounded set of shapes is unbounded memory. The padding is zero
+    after normalisation; the part of the map it produces is cut off before post-processing.
+    """
     resized = resize_for_det(image, settings)
-    return normalize(resized, settings.mean, settings.std)[np.newaxis]
+    h, w = resized.shape[:2]
+    step = settings.pad_multiple
+    batch = np.zeros((1, 3, _round_up(h, step), _round_up(w, step)), dtype=np.float32)
+    normalize(resized, settings.mean, settings.std, out=batch[0, :, :h, :w])
+    return batch, (h, w)
 
 
 def _min_area_box(points: np.ndarray) -> tuple[np.ndarray, float]:
@@ -156,5 +168,6 @@ class TextDetector:
     def detect(self, image: np.ndarray, settings: DetSettings) -> list[np.ndarray]:
         """Text-line quadrilaterals of `image`, in reading order, in its own coordinates."""
         h, w = image.shape[:2]
-        prob_map = self.session.run(preprocess(image, settings))
-        return postprocess(prob_map, h, w, settings)
+        batch, (valid_h, valid_w) = preprocess(image, settings)
+        prob_map = self.session.run(batch)
+        return postprocess(prob_map[:, :, :valid_h, :valid_w], h, w, settings)

@@ -25,11 +25,19 @@ class DetSettings:
     ours:paddleocr-det,ours:rapidocr-det --threads 1`. A version's manifest stores its settings at
     install time: versions installed before a change of these defaults keep the old ones until
     reinstalled.
+
+    Two bounds on the detection input keep a worker's memory bounded, because Paddle keeps the
+    activation memory of the largest input it has run (about 600 bytes per input pixel for this
+    network): the long side is at most 2000 px (RapidOCR's `Global.max_side_len`; it applies it to the
+    whole image, here only the detector sees the smaller copy and crops come from the original), and
+    the input is padded to multiples of 256 px, so that few distinct shapes reach the runtime's
+    per-shape kernel cache. Against 4000 px and no padding, on the 40 dev receipts (reading-order CER,
+    `bench/sroie.py`): CER 6.87% against 6.71%, key fields 88.2% both, detection time -25%.
     """
 
     limit_side_len: int = 736
     limit_type: str = "min"  # "min": upscale until the short side reaches the limit; "max": downscale
-    max_side_limit: int = 4000
+    max_side_limit: int = 2000
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     thresh: float = 0.3
@@ -37,6 +45,16 @@ class DetSettings:
     unclip_ratio: float = 1.6
     max_candidates: int = 1000
     use_dilation: bool = True
+    # The network input is padded to multiples of this (a multiple of 32, the network's stride).
+    pad_multiple: int = 256
+
+    def __post_init__(self) -> None:
+        if self.limit_type not in ("min", "max"):
+            raise ValueError(f"limit_type must be 'min' or 'max', got {self.limit_type!r}")
+        if self.pad_multiple <= 0 or self.pad_multiple % 32:
+            raise ValueError(f"pad_multiple must be a positive multiple of 32, got {self.pad_multiple}")
+        if self.max_side_limit < 32:
+            raise ValueError(f"max_side_limit must be at least 32, got {self.max_side_limit}")
 
 
 @dataclass(frozen=True)
