@@ -1,9 +1,8 @@
 """Paddle Inference sessions: CPU with oneDNN, or GPU, chosen by `RuntimeOptions`.
 
-A Paddle predictor is not thread-safe (Paddle #8640, PaddleX #2314), so a session keeps a small pool:
-the first predictor is built from the files, the others are `clone()`s of it, which share its weights.
-A serving thread checks one out for the length of one `run`. The pool never grows past
-`options.concurrency`, so the number of predictors is bounded however many threads Gunicorn runs.
+A Paddle predictor is not thread-safe (Paddle #8640, PaddleX #2314), so each predictor is owned by one
+executor thread and serving threads hand it their batches (see `PaddleSession`). A session never has
+more than `options.concurrency` predictors, however many threads Gunicorn runs.
 
 The oneDNN cache is keyed by input shape; left unbounded it grows with every new image size
 (PaddleOCR #15631), hence `set_mkldnn_cache_capacity`.
@@ -14,9 +13,9 @@ only ever be initialised after fork, in the worker that uses it.
 
 from __future__ import annotations
 
-import queue
 import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -68,47 +67,59 @@ def _make_config(program: Path, params: Path, options: RuntimeOptions) -> Any:
 
 
 class PaddleSession:
-    """A thread-safe Paddle Inference network (see module docstring for the pooling)."""
+    """A thread-safe Paddle Inference network: each predictor lives on a thread of its own.
+
+    Request threads hand batches to a small executor whose threads each own one predictor (built in
+    that thread, from the files: not `clone()`d - with oneDNN, a clone shares weights that the first
+    predictor has reordered in place, and a later clone then fails with "The Filter tensor's layout
+    should be ONEDNN"; the weights of these mobile models are a few MB, so sharing saves little).
+    Binding predictors to threads matters because oneDNN keeps its primitive cache per thread: were
+    Gunicorn's request threads to run the predictors, every one of them would build and hold its own
+    kernels for every input shape.
+    """
 
     def __init__(self, program: Path, params: Path, options: RuntimeOptions) -> None:
-        self._options = options
-        first = _import_inference().create_predictor(_make_config(program, params, options))
+        self._program, self._params, self._options = program, params, options
+        self._local = threading.local()
+        self._predictors: list[Any] = []
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(
+            max_workers=options.concurrency, thread_name_prefix=f"paddle-{program.parent.name}"
+        )
+        try:
+            # Build the first predictor now, so that unreadable files fail the load, not a request.
+            first = self._executor.submit(self._predictor).result()
+        except BaseException:
+            self._executor.shutdown(wait=False)
+            raise
         self._input_name = first.get_input_names()[0]
         self._output_name = first.get_output_names()[0]
-        self._prototype = first
-        self._idle: queue.LifoQueue[Any] = queue.LifoQueue()
-        self._idle.put(first)
-        self._created = 1
-        self._grow_lock = threading.Lock()
         self.description = f"paddle:{program.name}:{options.device}"
 
-    def _checkout(self) -> Any:
-        try:
-            return self._idle.get_nowait()
-        except queue.Empty:
-            pass
-        with self._grow_lock:
-            if self._created < self._options.concurrency:
-                self._created += 1
-                return self._prototype.clone()
-        return self._idle.get()
+    def _predictor(self) -> Any:
+        """This executor thread's predictor, built on first use."""
+        predictor = getattr(self._local, "predictor", None)
+        if predictor is None:
+            config = _make_config(self._program, self._params, self._options)
+            predictor = _import_inference().create_predictor(config)
+            self._local.predictor = predictor
+            with self._lock:
+                self._predictors.append(predictor)
+        return predictor
+
+    def _run_here(self, batch: np.ndarray) -> np.ndarray:
+        predictor = self._predictor()
+        handle = predictor.get_input_handle(self._input_name)
+        handle.reshape(batch.shape)
+        handle.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
+        predictor.run()
+        return predictor.get_output_handle(self._output_name).copy_to_cpu()
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        predictor = self._checkout()
-        try:
-            handle = predictor.get_input_handle(self._input_name)
-            handle.reshape(batch.shape)
-            handle.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
-            predictor.run()
-            return predictor.get_output_handle(self._output_name).copy_to_cpu()
-        finally:
-            self._idle.put(predictor)
+        return self._executor.submit(self._run_here, batch).result()
 
     def close(self) -> None:
-        """Drop every predictor; Paddle frees their memory when the last reference goes."""
-        while True:
-            try:
-                self._idle.get_nowait()
-            except queue.Empty:
-                break
-        self._prototype = None
+        """Stop the executor threads and drop every predictor; Paddle frees their memory with them."""
+        self._executor.shutdown(wait=True)
+        with self._lock:
+            self._predictors.clear()
