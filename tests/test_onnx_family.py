@@ -86,6 +86,8 @@ def test_paddlex_classifier_labels(tmp_path: Path) -> None:
         ("cls", {"PreProcess": {"transform_ops": [{"ResizeImage": {"size": [160, 80]}}]}}, "ResizeImage"),
         ("cls", {"PreProcess": {"transform_ops": [{"NormalizeImage": {"mean": [0.485, 0.456, 0.406]}}]}},
          "classifier normalisation"),
+        ("rec", {"PreProcess": {"transform_ops": [{"RecResizeImg": {"image_shape": "3, 48, 320"}}]}}, "image_shape"),
+        ("rec", {"PreProcess": {"transform_ops": [{"RecResizeImg": {}}]}}, "malformed"),
     ],
 )
 def test_processing_the_pipeline_lacks_is_refused(stage: str, config: dict, reason: str) -> None:

@@ -98,6 +98,13 @@ def _normalisation(args: Mapping[str, Any], where: str) -> tuple[list[float], li
     return mean, std
 
 
+def _shape(value: Any, where: str) -> list[int]:
+    """A [channels, height, width] input shape."""
+    if not isinstance(value, list) or len(value) != 3:
+        raise FamilyError(f"{where}: image_shape must be [channels, height, width], got {value!r}")
+    return [int(v) for v in value]
+
+
 def _det_settings(config: Mapping[str, Any], where: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     ops = _ops(config)
@@ -133,7 +140,7 @@ def _rec_settings(config: Mapping[str, Any], where: str) -> dict[str, Any]:
         if name in _IGNORED_OPS:
             continue
         if name == "RecResizeImg":
-            out["image_shape"] = [int(v) for v in args["image_shape"]]
+            out["image_shape"] = _shape(args["image_shape"], where)
         elif name == "NormalizeImage":
             if _normalisation(args, where) != (_HALF, _HALF):
                 raise FamilyError(f"{where}: recognition normalisation other than (x/255 - 0.5) / 0.5")
@@ -151,7 +158,7 @@ def _cls_settings(config: Mapping[str, Any], where: str) -> dict[str, Any]:
         if name in _IGNORED_OPS:
             continue
         if name == "ClsResizeImg":
-            out["image_shape"] = [int(v) for v in args["image_shape"]]
+            out["image_shape"] = _shape(args["image_shape"], where)
         elif name == "NormalizeImage":
             if _normalisation(args, where) != (_HALF, _HALF):
                 raise FamilyError(f"{where}: classifier normalisation other than (x/255 - 0.5) / 0.5 "
@@ -170,7 +177,12 @@ _STAGE_READERS = {"det": _det_settings, "rec": _rec_settings, "cls": _cls_settin
 
 def settings_from_yml(stage: str, config: Mapping[str, Any], where: str = INFERENCE_YML) -> dict[str, Any]:
     """The settings section (`det`, `rec` or `cls`) that an `inference.yml` implies."""
-    return _STAGE_READERS[stage](config, where)
+    try:
+        return _STAGE_READERS[stage](config, where)
+    except FamilyError:
+        raise
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # a value of the wrong shape
+        raise FamilyError(f"{where}: malformed {stage} settings ({type(exc).__name__}: {exc})") from exc
 
 
 def charset_from_yml(config: Mapping[str, Any], where: str = INFERENCE_YML) -> list[str] | None:
