@@ -88,6 +88,13 @@ def post_fork(server: Any, worker: Any) -> None:
     app_log.propagate = False  # Paddle configures the root logger; do not log every line twice
 
 
+def post_worker_init(worker: Any) -> None:
+    """Gunicorn has set the worker's signal handlers: keep Paddle's import from replacing them."""
+    from server.runtime.paddle import take_back_signals
+
+    take_back_signals()
+
+
 def child_exit(server: Any, worker: Any) -> None:
     """A worker exited (any cause, SIGKILL included): its live gauges go, its counters stay."""
     if _metrics_dir is not None:

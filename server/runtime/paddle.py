@@ -13,6 +13,7 @@ only ever be initialised after fork, in the worker that uses it.
 
 from __future__ import annotations
 
+import signal
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -46,6 +47,29 @@ def _import_inference() -> Any:
         warnings.filterwarnings("ignore", message="No ccache found")
         from paddle import inference
     return inference
+
+
+def take_back_signals() -> None:
+    """Import Paddle now, then hand the process's signals back to the Python handlers already set.
+
+    Importing Paddle installs C-level failure handlers (for SIGTERM, SIGABRT, SIGSEGV, ...) that print
+    a stack trace and abort the process: a Gunicorn worker told to stop gracefully (SIGTERM, as on a
+    reload) would abort with its requests in flight. `paddle.disable_signal_handler()` removes them,
+    resetting those signals to the default action, and the Python-level handlers (Gunicorn's) are then
+    registered again. Python only sets handlers from the main thread, so this runs in the worker's
+    main thread after Gunicorn set its handlers (the `post_worker_init` hook), before a model loads.
+    """
+    try:
+        _import_inference()
+    except ImportError:  # an ONNX-only installation: no Paddle, no handlers to take back
+        return
+    import paddle
+
+    handlers = {sig: signal.getsignal(sig) for sig in signal.valid_signals()}
+    paddle.disable_signal_handler()
+    for sig, handler in handlers.items():
+        if callable(handler) or handler is signal.SIG_IGN:
+            signal.signal(sig, handler)
 
 
 def _make_config(program: Path, params: Path, options: RuntimeOptions) -> Any:
