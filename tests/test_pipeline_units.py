@@ -51,6 +51,15 @@ def test_bucketed_batches_use_few_distinct_shapes() -> None:
     assert len(shapes) <= 8
 
 
+def test_wide_buckets_get_fewer_crops_per_batch_within_the_width_budget() -> None:
+    settings = RecSettings(width_buckets=(160, 480, 960, 1280), batch_size=6, max_batch_width=1920)
+    ratios = [100 / 48] * 13 + [400 / 48] * 9 + [900 / 48] * 5 + [1200 / 48] * 2
+    sizes: dict[int, list[int]] = {}
+    for width, members in plan_batches(ratios, settings):
+        sizes.setdefault(width, []).append(len(members))
+    assert sizes == {160: [6, 6, 1], 480: [4, 4, 1], 960: [2, 2, 1], 1280: [1, 1]}
+
+
 def test_reference_batching_pads_each_batch_to_its_widest_and_at_least_nominal() -> None:
     # sorted by ratio: 0 (1.0), 2 (2.0), 3 (9.0 -> 432 px), then 1 (12.5 -> 600 px)
     assert plan_batches([1.0, 12.5, 2.0, 9.0], REFERENCE) == [(432, [0, 2, 3]), (600, [1])]
@@ -82,7 +91,8 @@ def test_ctc_greedy_decode_of_all_blanks_is_empty_with_zero_score() -> None:
         ((3000, 1000), DetSettings(limit_side_len=960, limit_type="max"), (960, 320)),
         ((100, 9000), DetSettings(limit_side_len=64, limit_type="min", max_side_limit=4000), (32, 4000)),
         ((10, 10), DetSettings(limit_side_len=64, limit_type="min"), (64, 64)),
-        ((3530, 2497), DetSettings(), (1984, 1408)),  # a native SROIE scan: long side capped near 2000
+        ((3530, 2497), DetSettings(), (3520, 2496)),  # a native SROIE scan
+        ((3530, 2497), DetSettings(max_side_limit=2000), (1984, 1408)),
     ],
 )
 def test_resize_for_det_gives_multiples_of_32_within_limits(

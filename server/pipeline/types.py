@@ -20,24 +20,25 @@ class DetSettings:
     4000, mean/std 0.5, box threshold 0.5, unclip 1.6, dilation), chosen over PaddleOCR 3.x's (short side
     64, ImageNet mean/std, box threshold 0.6, unclip 1.5, no dilation) by measurement on the 40 SROIE dev
     receipts, same pipeline otherwise (bench/RESULTS.md, "Default detection settings"): CER 15.14%
-    against 16.10%, line recall 77.7% against 74.9%, key fields 88.2% against 89.1% (one field in 120).
+    against 16.10% (file-order CER, before the benches scored in reading order), line recall 77.7% against 74.9%, key fields 88.2% against 89.1% (one field in 120).
     Measure with `python -m bench.pipeline --data ../shared/data/sroie-dev --engines
     ours:paddleocr-det,ours:rapidocr-det --threads 1`. A version's manifest stores its settings at
     install time: versions installed before a change of these defaults keep the old ones until
     reinstalled.
 
-    Two bounds on the detection input keep a worker's memory bounded, because Paddle keeps the
-    activation memory of the largest input it has run (about 600 bytes per input pixel for this
-    network): the long side is at most 2000 px (RapidOCR's `Global.max_side_len`; it applies it to the
-    whole image, here only the detector sees the smaller copy and crops come from the original), and
-    the input is padded to multiples of 256 px, so that few distinct shapes reach the runtime's
-    per-shape kernel cache. Against 4000 px and no padding, on the 40 dev receipts (reading-order CER,
-    `bench/sroie.py`): CER 6.87% against 6.71%, key fields 88.2% both, detection time -25%.
+    Paddle keeps the activation memory of the largest input a predictor has run (about 600 bytes per
+    detection input pixel), so `max_side_limit` is also a worker's memory bound. 2000 px (RapidOCR's
+    `Global.max_side_len`) bounds it tighter and cut detection time by a quarter on the 40 dev receipts,
+    but cost 0.16 point of CER (6.87% against 6.71%, reading-order CER of `bench/sroie.py`; key fields
+    88.2% both), over the 0.1 point a speed-up may cost here: the default stays 4000; a version's
+    manifest may set it. `pad_multiple` pads the network input beyond the stride, so that fewer distinct
+    shapes reach a per-shape kernel cache; at 256 px it read as well (6.69%) but detection took 19%
+    longer on CPU, so the default does not pad.
     """
 
     limit_side_len: int = 736
     limit_type: str = "min"  # "min": upscale until the short side reaches the limit; "max": downscale
-    max_side_limit: int = 2000
+    max_side_limit: int = 4000
     mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     thresh: float = 0.3
@@ -46,7 +47,7 @@ class DetSettings:
     max_candidates: int = 1000
     use_dilation: bool = True
     # The network input is padded to multiples of this (a multiple of 32, the network's stride).
-    pad_multiple: int = 256
+    pad_multiple: int = 32
 
     def __post_init__(self) -> None:
         if self.limit_type not in ("min", "max"):
@@ -82,6 +83,11 @@ class RecSettings:
     # Input widths crops are padded to (see server.pipeline.rec.plan_batches); () pads each batch to
     # its widest crop and at least to the nominal width, as PaddleOCR and RapidOCR do.
     width_buckets: tuple[int, ...] = (96, 160, 224, 320, 480, 640, 960, 1280)
+    # With buckets, a batch holds at most this many pixels of width in all (but always one crop): fewer
+    # crops per batch as the bucket widens (6 up to 320 px, 4 at 480, 3 at 640, 2 at 960, 1 at 1280).
+    # Paddle keeps the activation memory of the largest batch it has run (+0.87 GB for six 960 px
+    # crops), so this bounds a worker's memory; each crop's input is the same whatever its batch.
+    max_batch_width: int = 1920
     use_space_char: bool = True
     # Lines whose mean character confidence is below this are dropped from the result.
     drop_score: float = 0.5
