@@ -63,8 +63,8 @@ def plan_batches(ratios: list[float], settings: RecSettings) -> list[tuple[int, 
     """Group crops (given by their width / height ratios) into batches of (input width, indices).
 
     With `width_buckets`, each crop is padded only up to its bucket; a bucket's crops go in full batches
-    of `batch_size` and what is left over goes one crop at a time, so that a bucket only ever produces
-    two input shapes (the runtime builds and caches kernels per shape: a new shape costs about one extra
+    of `batch_size` (fewer for wide buckets, within `max_batch_width` pixels) and what is left over goes
+    one crop at a time, so that a bucket only ever produces two input shapes (the runtime builds and caches kernels per shape: a new shape costs about one extra
     inference). With no buckets (PaddleOCR's and RapidOCR's batching, kept for parity checks), crops
     are batched in order of ratio and padded to the widest of their batch, and at least to the nominal
     width.
@@ -80,8 +80,9 @@ def plan_batches(ratios: list[float], settings: RecSettings) -> list[tuple[int, 
         groups.setdefault(padded_width(math.ceil(height * ratios[i]), settings), []).append(i)
     batches: list[tuple[int, list[int]]] = []
     for width, members in groups.items():
-        full = len(members) - len(members) % size
-        batches += [(width, members[i : i + size]) for i in range(0, full, size)]
+        per_batch = max(1, min(size, settings.max_batch_width // width))
+        full = len(members) - len(members) % per_batch
+        batches += [(width, members[i : i + per_batch]) for i in range(0, full, per_batch)]
         batches += [(width, [i]) for i in members[full:]]
     return batches
 
