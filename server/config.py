@@ -78,6 +78,9 @@ class Settings:
     # How many requests of one worker may run a model stage at the same time (one predictor each).
     # 0 means "derive": enough to keep this worker's share of the cores busy.
     inference_concurrency: int = field(default=0, metadata={"env": "OCR_INFERENCE_CONCURRENCY", "min": 0})
+    # A worker's resident memory (MB) past which a Paddle predictor that has just run is dropped and
+    # rebuilt (~0.5 s): predictors keep the memory of the largest input they ran. 0 never rebuilds.
+    memory_ceiling_mb: int = field(default=4096, metadata={"env": "OCR_MEMORY_CEILING_MB", "min": 0})
 
     max_body_bytes: int = field(default=20 * 1024 * 1024, metadata={"env": "OCR_MAX_BODY_BYTES", "min": 1})
     max_image_pixels: int = field(default=40_000_000, metadata={"env": "OCR_MAX_IMAGE_PIXELS", "min": 1})

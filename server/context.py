@@ -36,6 +36,8 @@ def runtime_options(settings: Settings, slot: int) -> RuntimeOptions:
         onednn=settings.onednn,
         onednn_cache_capacity=settings.onednn_cache_capacity,
         concurrency=settings.effective_inference_concurrency,
+        # RSS says nothing of GPU memory, and a CUDA process starts with gigabytes of it mapped.
+        memory_ceiling_mb=settings.memory_ceiling_mb if settings.device == "cpu" else 0,
     )
 
 

@@ -77,6 +77,11 @@ MODEL_LOAD_DURATION = Histogram(
     ["phase"], buckets=LATENCY_BUCKETS,
 )
 MODEL_SWAPS = Counter("ocr_model_swaps_total", "Times a worker switched the version it serves.")
+PREDICTOR_REBUILDS = Counter(
+    "ocr_predictor_rebuilds_total",
+    "Paddle predictors dropped and rebuilt because the worker's memory passed OCR_MEMORY_CEILING_MB.",
+    ["network"],
+)
 MODEL_GOLDEN_CER = Gauge(
     "ocr_model_golden_cer", "Character error rate of a version on the quality-gate golden set.",
     ["version"], multiprocess_mode="mostrecent",

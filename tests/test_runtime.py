@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -120,3 +121,35 @@ def test_gpu_without_cuda_provider_fails_loudly(onnx_repo: Path) -> None:
         pytest.skip("onnxruntime-gpu is installed here")
     with pytest.raises(RuntimeUnavailableError, match="onnxruntime-gpu"):
         open_session(onnx_repo / "ppocr" / V6_TINY / "det", RuntimeOptions(device="gpu"))
+
+
+def test_paddle_session_is_safe_from_many_threads(default_version_dir: Path) -> None:
+    """Each predictor lives on its own executor thread: concurrent runs give what serial runs give."""
+    session = open_session(default_version_dir / "cls", RuntimeOptions(cpu_threads=1, concurrency=2))
+    rng = np.random.default_rng(2)
+    batches = [rng.uniform(-1, 1, (int(n), 3, 48, 192)).astype(np.float32) for n in rng.integers(1, 7, 10)]
+    try:
+        serial = [session.run(b) for b in batches]
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            parallel = list(pool.map(session.run, batches * 2))
+        for got, expected in zip(parallel, serial * 2):
+            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+        assert session.rebuilds == 0  # no ceiling: predictors are kept
+    finally:
+        session.close()
+
+
+def test_paddle_predictor_is_rebuilt_past_the_memory_ceiling(default_version_dir: Path) -> None:
+    """A ceiling below any real worker's memory: every run drops its predictor, the next builds a new one
+    and reads the same."""
+    options = RuntimeOptions(cpu_threads=1, concurrency=1)
+    batch = np.random.default_rng(3).uniform(-1, 1, (2, 3, 48, 192)).astype(np.float32)
+    kept, tight = (open_session(default_version_dir / "cls", o) for o in (options, replace(options, memory_ceiling_mb=1)))
+    try:
+        expected = kept.run(batch)
+        for _ in range(3):
+            np.testing.assert_allclose(tight.run(batch), expected, rtol=1e-4, atol=1e-5)
+        assert (kept.rebuilds, tight.rebuilds) == (0, 3)
+    finally:
+        kept.close()
+        tight.close()

@@ -43,6 +43,7 @@ class RuntimeOptions:
     onednn: bool = True
     onednn_cache_capacity: int = 16
     concurrency: int = 1  # predictors per network: requests of one worker that may run it at once
+    memory_ceiling_mb: int = 0  # worker RSS past which a Paddle predictor that just ran is rebuilt; 0: never
 
 
 class ModelFilesError(ValueError):
