@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from bench.sroie import DEFAULT_DATA
+from bench.scoring import DEFAULT_DATA
 
 ROOT = Path(__file__).resolve().parent.parent
 

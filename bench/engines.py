@@ -20,7 +20,7 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from bench.sroie import PredictedLine
+from bench.scoring import PredictedLine
 from server.pipeline.types import DetSettings, PipelineSettings
 
 # RapidOCR 1.4.x config.yaml (Det section and Global.text_score).

@@ -23,7 +23,7 @@ import cv2
 from bench.cli import add_common_args, data_dir
 from bench.report import machine, print_table, results_path
 from bench.serverproc import Server, post, running_server
-from bench.sroie import load_dataset
+from bench.scoring import load_dataset
 
 
 def rss_bytes(pids: list[int]) -> int:

@@ -25,7 +25,7 @@ import numpy as np
 
 from bench.engines import OurPipeline, RapidOcr
 from bench.report import print_table, results_path
-from bench.sroie import PredictedLine, load_dataset
+from bench.scoring import PredictedLine, load_dataset
 from bench.cli import add_common_args, data_dir
 
 

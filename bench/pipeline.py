@@ -25,7 +25,7 @@ import numpy as np
 from bench.cli import add_common_args, data_dir
 from bench.engines import Engine, OurPipeline, available_anchors, build_anchor
 from bench.report import machine, print_table, results_path
-from bench.sroie import Accuracy, ReceiptScore, load_dataset, score
+from bench.scoring import Accuracy, ReceiptScore, load_dataset, score
 
 
 def build_engine(spec: str, args: argparse.Namespace) -> Engine:

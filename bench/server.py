@@ -24,7 +24,7 @@ import numpy as np
 from bench.cli import add_common_args, data_dir
 from bench.report import machine, print_table, results_path
 from bench.serverproc import load, running_server
-from bench.sroie import load_dataset
+from bench.scoring import load_dataset
 
 
 def _inprocess_worker(model_repo: Path, version: str | None, workers: int, threads: int, slot: int,

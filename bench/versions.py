@@ -8,7 +8,7 @@ For each receipt of an SROIE-layout directory (`img/`, `box/`, `key/`) every ver
 table reports per version:
 
 - median and p90 in-process latency per receipt (whole pipeline: det, cls, rec; decode excluded);
-- CER, line recall and key fields scored as every other bench scores them (`bench/sroie.py`: both
+- CER, line recall and key fields scored as every other bench scores them (`bench/scoring.py`: both
   sides' lines in one geometric reading order, case-folded, whitespace removed);
 - golden CER: the same CER on the repository's golden set (`<model-repo>/golden/`), what the quality
   gate measures, so the two rankings can be compared.
@@ -36,7 +36,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.sroie import Accuracy, PredictedLine, ReceiptScore, load_dataset, score  # noqa: E402
+from bench.scoring import Accuracy, PredictedLine, ReceiptScore, load_dataset, score  # noqa: E402
 from server.lifecycle.loader import LoadedModel, load_version  # noqa: E402
 from server.pipeline import OcrPipeline, PipelineSettings  # noqa: E402
 from server.repository.golden import read_golden_set  # noqa: E402

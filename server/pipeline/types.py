@@ -29,7 +29,7 @@ class DetSettings:
     Paddle keeps the activation memory of the largest input a predictor has run (about 600 bytes per
     detection input pixel), so `max_side_limit` is also a worker's memory bound. 2000 px (RapidOCR's
     `Global.max_side_len`) bounds it tighter and cut detection time by a quarter on the 40 dev receipts,
-    but cost 0.16 point of CER (6.87% against 6.71%, reading-order CER of `bench/sroie.py`; key fields
+    but cost 0.16 point of CER (6.87% against 6.71%, reading-order CER of `bench/scoring.py`; key fields
     88.2% both), over the 0.1 point a speed-up may cost here: the default stays 4000; a version's
     manifest may set it. `pad_multiple` pads the network input beyond the stride, so that fewer distinct
     shapes reach a per-shape kernel cache; at 256 px it read as well (6.69%) but detection took 19%
