@@ -27,6 +27,9 @@ import numpy as np
 from server.runtime.base import RuntimeOptions
 
 log = logging.getLogger(__name__)
+# Growth of resident memory over one run that counts as "this predictor took more memory": above the
+# noise of Python objects allocated by other threads meanwhile.
+_GROWTH_MB = 16.0
 
 PARAMS_FILE = "inference.pdiparams"
 PROGRAM_FILES = ("inference.pdmodel", "inference.json")
@@ -116,9 +119,11 @@ class PaddleSession:
 
     A predictor keeps the activation memory of the largest input it has run, for good: neither
     `try_shrink_memory()`, a smaller oneDNN cache nor `malloc_trim` gives it back, dropping the
-    predictor does (2.8 GB -> 0.36 GB measured). So when the worker's resident memory is over
-    `options.memory_ceiling_mb` after a run, the predictor that ran is dropped and the next run on its
-    thread builds a new one (about 0.5 s, once).
+    predictor does (2.8 GB -> 0.36 GB measured). So when a run grew the worker's resident memory and
+    left it over `options.memory_ceiling_mb`, the predictor that ran is dropped and the next run on its
+    thread builds a new one (about 0.5 s, once). Only a run that grew it: memory only passes the
+    ceiling by growing, and the other stages' predictors, running beside it on inputs they have
+    already sized their memory for, are not the ones holding it.
     """
 
     def __init__(self, program: Path, params: Path, options: RuntimeOptions) -> None:
@@ -156,11 +161,14 @@ class PaddleSession:
         handle = predictor.get_input_handle(self._input_name)
         handle.reshape(batch.shape)
         handle.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
+        ceiling = self._options.memory_ceiling_mb
+        before = resident_mb() if ceiling else 0.0
         predictor.run()
         output = predictor.get_output_handle(self._output_name).copy_to_cpu()
-        ceiling = self._options.memory_ceiling_mb
-        if ceiling and resident_mb() > ceiling:
-            self._drop_predictor(batch.shape)
+        if ceiling:
+            after = resident_mb()
+            if after > ceiling and after - before > _GROWTH_MB:
+                self._drop_predictor(batch.shape)
         return output
 
     def _drop_predictor(self, shape: tuple[int, ...]) -> None:
