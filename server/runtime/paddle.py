@@ -121,9 +121,11 @@ class PaddleSession:
     `try_shrink_memory()`, a smaller oneDNN cache nor `malloc_trim` gives it back, dropping the
     predictor does (2.8 GB -> 0.36 GB measured). So when a run grew the worker's resident memory and
     left it over `options.memory_ceiling_mb`, the predictor that ran is dropped and the next run on its
-    thread builds a new one (about 0.5 s, once). Only a run that grew it: memory only passes the
-    ceiling by growing, and the other stages' predictors, running beside it on inputs they have
-    already sized their memory for, are not the ones holding it.
+    thread builds a new one (about 0.5 s, once). Only a run that grew it, on an input larger than its
+    predictor had seen (the only kind of run that can make a predictor hold more): memory only passes
+    the ceiling by growing, and the other stages' predictors, running beside it on inputs they have
+    already sized their memory for, are not the ones holding it (resident memory is per process, so
+    without the size test they would be blamed for a growth that happened during their run).
     """
 
     def __init__(self, program: Path, params: Path, options: RuntimeOptions) -> None:
@@ -152,6 +154,7 @@ class PaddleSession:
             config = _make_config(self._program, self._params, self._options)
             predictor = _import_inference().create_predictor(config)
             self._local.predictor = predictor
+            self._local.largest = 0  # elements of the largest input this predictor has run
             with self._lock:
                 self._predictors.append(predictor)
         return predictor
@@ -161,13 +164,15 @@ class PaddleSession:
         handle = predictor.get_input_handle(self._input_name)
         handle.reshape(batch.shape)
         handle.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
-        ceiling = self._options.memory_ceiling_mb
-        before = resident_mb() if ceiling else 0.0
+        # Only a run on a larger input than this predictor has seen can grow what it holds.
+        grows = self._options.memory_ceiling_mb > 0 and batch.size > self._local.largest
+        self._local.largest = max(self._local.largest, batch.size)
+        before = resident_mb() if grows else 0.0
         predictor.run()
         output = predictor.get_output_handle(self._output_name).copy_to_cpu()
-        if ceiling:
+        if grows:
             after = resident_mb()
-            if after > ceiling and after - before > _GROWTH_MB:
+            if after > self._options.memory_ceiling_mb and after - before > _GROWTH_MB:
                 self._drop_predictor(batch.shape)
         return output
 
