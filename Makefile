@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA ?= ../shared/data/sroie-dev
 
-.PHONY: setup models serve test clean bench-setup bench-parity bench-pipeline bench-server bench-memory bench
+.PHONY: setup models serve test clean bench-setup bench-paddleocr-setup bench-parity bench-pipeline bench-server bench-memory bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,17 @@ $(BENCH_STAMP): $(STAMP) bench/requirements.txt bench/requirements-anchors.txt
 	touch $(BENCH_STAMP)
 
 bench-setup: $(BENCH_STAMP)
+
+# PaddleOCR 3.x in a venv of its own (its OpenCV would shadow the server's); bench/README.md.
+PADDLEOCR_VENV ?= .venv-paddleocr
+PADDLEOCR_STAMP := $(PADDLEOCR_VENV)/.installed
+
+$(PADDLEOCR_STAMP): bench/requirements-paddleocr.txt
+	$(PYTHON) -m venv $(PADDLEOCR_VENV)
+	$(PADDLEOCR_VENV)/bin/pip install -q --disable-pip-version-check -r bench/requirements-paddleocr.txt
+	touch $(PADDLEOCR_STAMP)
+
+bench-paddleocr-setup: $(PADDLEOCR_STAMP)
 
 bench-parity: bench-setup models
 	$(BIN)/python -m bench.parity --data $(DATA)

@@ -13,7 +13,11 @@ detection settings and text score; `paddleocr` is PaddleOCR 3.x's PP-OCRv4 mobil
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import shutil
+import subprocess
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Protocol
@@ -109,6 +113,128 @@ class RapidOcr:
         self.engine = None
 
 
+ROOT = Path(__file__).resolve().parent.parent
+# PaddleOCR 3.x lives in a venv of its own (bench/README.md); $OCR_BENCH_PADDLEOCR_PYTHON overrides.
+PADDLEOCR_PYTHON = Path(os.environ.get("OCR_BENCH_PADDLEOCR_PYTHON") or ROOT / ".venv-paddleocr" / "bin" / "python")
+PADDLEOCR_CLS_NAME = "PP-LCNet_x0_25_textline_ori"
+_SCALE = 1 / 255
+
+
+def paddlex_model_configs(dictionary: list[str]) -> dict[str, dict]:
+    """The `inference.yml` PaddleX needs beside each local model, for this project's PP-OCRv4 weights.
+
+    PaddleX loads a local model only when its directory names the model (`Global.model_name`, checked
+    against the name passed in) and describes its pre- and post-processing. Our installed weights come
+    without one, so the benchmark writes them: PP-OCRv4 mobile det/rec as PaddleX ships them (BGR input,
+    ImageNet normalisation for det, 3x48x320 CTC for rec, with this version's dictionary). The legacy
+    mobile v2 angle classifier has no PaddleX name of its own; it runs under the text-line orientation
+    name (the same 0/180 degree task) with its own input: 48x192, normalised to [-1, 1]. PaddleX
+    stretches crops to that size and reads them as RGB, where PaddleOCR 2.x padded BGR crops: that
+    difference is PaddleOCR 3.x's, and is part of what is measured.
+    """
+    return {
+        "det": {
+            "Global": {"model_name": "PP-OCRv4_mobile_det"},
+            "PreProcess": {"transform_ops": [
+                {"DecodeImage": {"channel_first": False, "img_mode": "BGR"}},
+                {"DetResizeForTest": {"resize_long": 960}},
+                {"NormalizeImage": {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                                    "scale": _SCALE, "order": "hwc"}},
+                {"ToCHWImage": None},
+            ]},
+            "PostProcess": {"name": "DBPostProcess", "thresh": 0.3, "box_thresh": 0.6,
+                            "max_candidates": 1000, "unclip_ratio": 1.5},
+        },
+        "rec": {
+            "Global": {"model_name": "PP-OCRv4_mobile_rec"},
+            "PreProcess": {"transform_ops": [
+                {"DecodeImage": {"channel_first": False, "img_mode": "BGR"}},
+                {"RecResizeImg": {"image_shape": [3, 48, 320]}},
+            ]},
+            "PostProcess": {"name": "CTCLabelDecode", "character_dict": dictionary},
+        },
+        "cls": {
+            "Global": {"model_name": PADDLEOCR_CLS_NAME},
+            "PreProcess": {"transform_ops": [
+                {"ResizeImage": {"size": [192, 48]}},
+                {"NormalizeImage": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "scale": _SCALE,
+                                    "order": ""}},
+                {"ToCHWImage": None},
+            ]},
+            "PostProcess": {"Topk": {"topk": 1, "label_list": ["0_degree", "180_degree"]}},
+        },
+    }
+
+
+def prepare_paddlex_models(version_dir: Path, target: Path) -> dict[str, Path]:
+    """Copies det/cls/rec of an installed version under `target`, each with its `inference.yml`.
+
+    JSON is written: it is valid YAML, and the project's venv needs no YAML library for it.
+    """
+    dictionary = (version_dir / "rec" / "ppocr_keys_v1.txt").read_text(encoding="utf-8").splitlines()
+    dirs = {}
+    for stage, config in paddlex_model_configs(dictionary).items():
+        stage_dir = target / stage
+        stage_dir.mkdir(parents=True)
+        for suffix in (".pdmodel", ".pdiparams"):
+            shutil.copy2(version_dir / stage / f"inference{suffix}", stage_dir)
+        (stage_dir / "inference.yml").write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+        dirs[stage] = stage_dir
+    return dirs
+
+
+class PaddleOcr3:
+    """PaddleOCR 3.x's general OCR pipeline, run by `bench/paddleocr_worker.py` in its own venv.
+
+    Same weights as ours (the installed PP-OCRv4 version), PaddleOCR 3.x's own pipeline settings,
+    oneDNN off (it crashes on these weights), `threads` CPU math threads (1 unless given). The image
+    crosses the pipe raw (not timed apart: a 1-2 MB copy, small against a receipt's OCR).
+    `last_child_cpu_s` is the worker's CPU time for the last call, which the parent's process time
+    cannot see; bench.pipeline adds it.
+    """
+
+    def __init__(self, model_repo: Path, version: str | None, threads: int | None = None,
+                 use_cls: bool = True, name: str = "paddleocr3") -> None:
+        if not PADDLEOCR_PYTHON.exists():
+            raise FileNotFoundError(f"{PADDLEOCR_PYTHON} missing: make bench-paddleocr-setup (bench/README.md)")
+        pipeline_dir = Path(model_repo) / "ppocr"
+        version = version or sorted(p.name for p in pipeline_dir.iterdir() if (p / "manifest.json").is_file())[-1]
+        self._tmp = tempfile.TemporaryDirectory(prefix="paddleocr3-models-")
+        dirs = prepare_paddlex_models(pipeline_dir / version, Path(self._tmp.name))
+        command = [str(PADDLEOCR_PYTHON), str(Path(__file__).with_name("paddleocr_worker.py")),
+                   "--det", str(dirs["det"]), "--rec", str(dirs["rec"]), "--threads", str(threads or 1)]
+        if use_cls:
+            command += ["--cls", str(dirs["cls"]), "--cls-name", PADDLEOCR_CLS_NAME]
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads or 1)}
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        ready = self.process.stdout.readline()
+        if not ready:
+            raise RuntimeError(f"PaddleOCR 3.x worker exited with {self.process.wait()} before loading")
+        self.name = name
+        self.version = version
+        self.last_child_cpu_s = 0.0
+
+    def __call__(self, image: np.ndarray) -> list[PredictedLine]:
+        image = np.ascontiguousarray(image, dtype=np.uint8)
+        self.process.stdin.write(json.dumps({"shape": list(image.shape)}).encode() + b"\n")
+        self.process.stdin.write(image.tobytes())
+        self.process.stdin.flush()
+        reply = self.process.stdout.readline()
+        if not reply:
+            raise RuntimeError(f"PaddleOCR 3.x worker died (exit {self.process.wait()})")
+        answer = json.loads(reply)
+        self.last_child_cpu_s = answer["cpu_s"]
+        if "error" in answer:
+            raise RuntimeError(f"PaddleOCR 3.x worker: {answer['error']}")
+        return [PredictedLine(np.asarray(box, dtype=np.float32), text) for box, text in answer["lines"]]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            self.process.wait(timeout=30)
+        self._tmp.cleanup()
+
+
 ANCHORS = {
     "rapidocr-onnx": "rapidocr_onnxruntime",
     "rapidocr-paddle": "rapidocr_paddle",
@@ -116,10 +242,16 @@ ANCHORS = {
 
 
 def available_anchors() -> list[str]:
+    """Anchors importable here. PaddleOCR 3.x (`paddleocr3`) is never picked by default: it runs only
+    when named, since it needs its own venv and is several times slower."""
     return [name for name, module in ANCHORS.items() if importlib.util.find_spec(module) is not None]
 
 
-def build_anchor(name: str, threads: int | None = None) -> Engine:
+def build_anchor(name: str, threads: int | None = None, model_repo: Path | None = None,
+                 version: str | None = None) -> Engine:
     if name in ANCHORS:
         return RapidOcr(ANCHORS[name], name, threads=threads)
-    raise ValueError(f"unknown engine {name!r}; known: ours, {', '.join(ANCHORS)}")
+    if name in ("paddleocr3", "paddleocr3:nocls"):
+        return PaddleOcr3(model_repo or ROOT / "models", version, threads=threads,
+                          use_cls=not name.endswith(":nocls"), name=name)
+    raise ValueError(f"unknown engine {name!r}; known: ours, {', '.join(ANCHORS)}, paddleocr3, paddleocr3:nocls")

@@ -10,7 +10,8 @@ with `--threads 1` they are the least disturbed by other load on a shared machin
     .venv/bin/python -m bench.pipeline --data DIR [--engines ours,rapidocr-onnx,rapidocr-paddle]
 
 Engine names: `ours` (settings of the installed version), `ours:<preset>` with a preset of
-bench/engines.py (`rapidocr`, `paddleocr`), and the anchors `rapidocr-onnx` and `rapidocr-paddle`.
+bench/engines.py (`rapidocr`, `paddleocr`), the anchors `rapidocr-onnx` and `rapidocr-paddle`, and,
+only when named, `paddleocr3` / `paddleocr3:nocls` (PaddleOCR 3.x in its own venv, bench/README.md).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def build_engine(spec: str, args: argparse.Namespace) -> Engine:
         preset = spec.partition(":")[2] or "default"
         return OurPipeline(args.model_repo, args.version, preset=preset,
                            cpu_threads=args.threads or args.cpu_threads, name=spec)
-    return build_anchor(spec, args.threads)
+    return build_anchor(spec, args.threads, args.model_repo, args.version)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -67,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             start, cpu_start = time.perf_counter(), time.process_time()
             lines = engine(image)
             latencies[engine.name].append(time.perf_counter() - start)
-            cpu_times[engine.name].append(time.process_time() - cpu_start)
+            # An engine run in a subprocess (paddleocr3) reports that process's CPU time itself.
+            cpu_times[engine.name].append(time.process_time() - cpu_start + getattr(engine, "last_child_cpu_s", 0.0))
             scores[engine.name].append(score(lines, receipt))
         print(f"  {receipt.id}: " + "  ".join(
             f"{e.name} {latencies[e.name][-1]:.2f}s cpu {cpu_times[e.name][-1]:.2f}s "
