@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pyclipper
 
-from server.pipeline.imageops import normalize
+from server.pipeline.imageops import normalize, round_up
 from server.pipeline.types import DetSettings
 from server.runtime.base import InferenceSession
 
@@ -36,22 +36,18 @@ def resize_for_det(image: np.ndarray, settings: DetSettings) -> np.ndarray:
     return cv2.resize(image, (new_w, new_h))
 
 
-def _round_up(value: int, step: int) -> int:
-    return -(-value // step) * step
-
-
 def preprocess(image: np.ndarray, settings: DetSettings) -> tuple[np.ndarray, tuple[int, int]]:
     """BGR uint8 image -> ((1, 3, H', W') network input, (h, w) of the image inside it).
 
-    The resized image is padded at the bottom and right up to multiples of `settings.pad_multiple`, so
-    that detection sees a small, fixed set of input shapes: the runtime builds and caches kernels (and
-    their memory) per shape, and an unbounded set of shapes is unbounded memory. The padding is zero
-    after normalisation; the part of the map it produces is cut off before post-processing.
+    The resized image is padded at the bottom and right up to multiples of `settings.pad_multiple`
+    (the default, 32, is the stride the resize already keeps: no padding), which lets a version trade
+    detection time for fewer distinct input shapes (see `DetSettings`). The padding is zero after
+    normalisation; the part of the map it produces is cut off before post-processing.
     """
     resized = resize_for_det(image, settings)
     h, w = resized.shape[:2]
     step = settings.pad_multiple
-    batch = np.zeros((1, 3, _round_up(h, step), _round_up(w, step)), dtype=np.float32)
+    batch = np.zeros((1, 3, round_up(h, step), round_up(w, step)), dtype=np.float32)
     normalize(resized, settings.mean, settings.std, out=batch[0, :, :h, :w])
     return batch, (h, w)
 

@@ -8,6 +8,11 @@ import cv2
 import numpy as np
 
 
+def round_up(value: int, step: int) -> int:
+    """The smallest multiple of `step` that is at least `value` (network inputs come in such sizes)."""
+    return -(-value // step) * step
+
+
 def normalize(image: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...],
               out: np.ndarray | None = None) -> np.ndarray:
     """uint8 HWC -> float32 CHW, `(x/255 - mean) / std`, one fused multiply-subtract per channel.

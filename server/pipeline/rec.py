@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from server.pipeline.imageops import aspect_ratio, normalize, resize_to_height
+from server.pipeline.imageops import aspect_ratio, normalize, resize_to_height, round_up
 from server.pipeline.types import RecSettings
 from server.runtime.base import InferenceSession
 
@@ -55,17 +55,16 @@ def padded_width(width: int, settings: RecSettings) -> int:
     for bucket in settings.width_buckets:
         if width <= bucket:
             return bucket
-    step = settings.image_shape[2]
-    return -(-width // step) * step
+    return round_up(width, settings.image_shape[2])
 
 
 def plan_batches(ratios: list[float], settings: RecSettings) -> list[tuple[int, list[int]]]:
     """Group crops (given by their width / height ratios) into batches of (input width, indices).
 
     With `width_buckets`, each crop is padded only up to its bucket; a bucket's crops go in full batches
-    of `batch_size` (fewer for wide buckets, within `max_batch_width` pixels) and what is left over goes
-    one crop at a time, so that a bucket only ever produces two input shapes (the runtime builds and caches kernels per shape: a new shape costs about one extra
-    inference). With no buckets (PaddleOCR's and RapidOCR's batching, kept for parity checks), crops
+    of `batch_size` (fewer for wide buckets, within `max_batch_width` pixels) and what is left over
+    goes one crop at a time, so that a bucket only ever produces two input shapes (the runtime builds
+    and caches kernels per shape: a new shape costs about one extra inference). With no buckets (PaddleOCR's and RapidOCR's batching, kept for parity checks), crops
     are batched in order of ratio and padded to the widest of their batch, and at least to the nominal
     width.
     """

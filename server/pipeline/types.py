@@ -20,7 +20,8 @@ class DetSettings:
     4000, mean/std 0.5, box threshold 0.5, unclip 1.6, dilation), chosen over PaddleOCR 3.x's (short side
     64, ImageNet mean/std, box threshold 0.6, unclip 1.5, no dilation) by measurement on the 40 SROIE dev
     receipts, same pipeline otherwise (bench/RESULTS.md, "Default detection settings"): CER 15.14%
-    against 16.10% (file-order CER, before the benches scored in reading order), line recall 77.7% against 74.9%, key fields 88.2% against 89.1% (one field in 120).
+    against 16.10% (file-order CER, before the benches scored in reading order), line recall 77.7%
+    against 74.9%, key fields 88.2% against 89.1% (one field in 120).
     Measure with `python -m bench.pipeline --data ../shared/data/sroie-dev --engines
     ours:paddleocr-det,ours:rapidocr-det --threads 1`. A version's manifest stores its settings at
     install time: versions installed before a change of these defaults keep the old ones until

@@ -130,8 +130,8 @@ class PaddleSession:
 
     def __init__(self, program: Path, params: Path, options: RuntimeOptions) -> None:
         self._program, self._params, self._options = program, params, options
+        # Each executor thread's predictor; it goes when its thread ends (close) or is dropped.
         self._local = threading.local()
-        self._predictors: list[Any] = []
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(
             max_workers=options.concurrency, thread_name_prefix=f"paddle-{program.parent.name}"
@@ -155,8 +155,6 @@ class PaddleSession:
             predictor = _import_inference().create_predictor(config)
             self._local.predictor = predictor
             self._local.largest = 0  # elements of the largest input this predictor has run
-            with self._lock:
-                self._predictors.append(predictor)
         return predictor
 
     def _run_here(self, batch: np.ndarray) -> np.ndarray:
@@ -180,10 +178,9 @@ class PaddleSession:
         """Drop this thread's predictor, and with it the memory its largest inputs left behind."""
         from server.metrics import PREDICTOR_REBUILDS
 
-        with self._lock:
-            self._predictors.remove(self._local.predictor)
-            self.rebuilds += 1
         self._local.predictor = None
+        with self._lock:
+            self.rebuilds += 1
         network = self._program.parent.name
         PREDICTOR_REBUILDS.labels(network=network).inc()
         log.warning("worker memory over %d MB after a %s batch %s: its predictor will be rebuilt",
@@ -193,7 +190,6 @@ class PaddleSession:
         return self._executor.submit(self._run_here, batch).result()
 
     def close(self) -> None:
-        """Stop the executor threads and drop every predictor; Paddle frees their memory with them."""
+        """Stop the executor threads: each thread's predictor, and the memory Paddle holds for it, goes
+        with its thread's local storage."""
         self._executor.shutdown(wait=True)
-        with self._lock:
-            self._predictors.clear()
