@@ -10,7 +10,8 @@ with `--threads 1` they are the least disturbed by other load on a shared machin
     .venv/bin/python -m bench.pipeline --data DIR [--engines ours,rapidocr-onnx,rapidocr-paddle]
 
 Engine names: `ours` (settings of the installed version), `ours:<preset>` with a preset of
-bench/engines.py (`rapidocr`, `paddleocr`), the anchors `rapidocr-onnx` and `rapidocr-paddle`, and,
+bench/engines.py (`rapidocr`, `paddleocr`), either with `@<version>` to run another version of the
+model repository than `--version` (e.g. `ours@1.1.0-ppocrv4_onnx`, PP-OCRv4 on ONNX Runtime), the anchors `rapidocr-onnx` and `rapidocr-paddle`, and,
 only when named, `paddleocr3` / `paddleocr3:nocls` (PaddleOCR 3.x in its own venv, bench/README.md).
 """
 
@@ -30,9 +31,10 @@ from bench.scoring import Accuracy, ReceiptScore, load_dataset, score
 
 
 def build_engine(spec: str, args: argparse.Namespace) -> Engine:
-    if spec == "ours" or spec.startswith("ours:"):
-        preset = spec.partition(":")[2] or "default"
-        return OurPipeline(args.model_repo, args.version, preset=preset,
+    if spec == "ours" or spec.startswith(("ours:", "ours@")):
+        head, _, version = spec.partition("@")
+        preset = head.partition(":")[2] or "default"
+        return OurPipeline(args.model_repo, version or args.version, preset=preset,
                            cpu_threads=args.threads or args.cpu_threads, name=spec)
     return build_anchor(spec, args.threads, args.model_repo, args.version)
 

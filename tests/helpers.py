@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw, ImageFont
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VERSION = "1.0.0-ppocrv4"
 # `ocr-server models install` names of the ONNX versions and the versions they install as.
-ONNX_MODELS = {"ppocrv5_mobile": "2.0.0-ppocrv5_mobile", "ppocrv6_tiny": "3.0.0-ppocrv6_tiny",
+ONNX_MODELS = {"ppocrv4_onnx": "1.1.0-ppocrv4_onnx", "ppocrv5_mobile": "2.0.0-ppocrv5_mobile", "ppocrv6_tiny": "3.0.0-ppocrv6_tiny",
                "ppocrv6_small": "3.1.0-ppocrv6_small"}
 
 

