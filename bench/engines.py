@@ -45,6 +45,8 @@ PRESETS: dict[str, Callable[[PipelineSettings], PipelineSettings]] = {
     # detection settings alone (the default-settings measurement of issue 2).
     "rapidocr-det": lambda s: replace(s, det=RAPIDOCR_DET, rec=replace(s.rec, drop_score=0.5)),
     "paddleocr-det": lambda s: replace(s, det=PADDLEOCR_DET),
+    # RapidOCR's resize alone (short side brought up to 736; the default brings it up to 64).
+    "det736": lambda s: replace(s, det=replace(s.det, limit_side_len=736, limit_type="min")),
     "paddleocr": lambda s: replace(s, det=PADDLEOCR_DET, rec=replace(s.rec, drop_score=0.0)),
 }
 
@@ -64,13 +66,16 @@ class OurPipeline:
                  cpu_threads: int | None = None, name: str = "ours", workers: int = 1, threads: int = 1,
                  slot: int = 0) -> None:
         """Runtime options are derived as a server worker derives them for `workers` x `threads`
-        (one worker with all cores by default); `cpu_threads` overrides the math-library threads."""
+        (one worker with all cores by default); `cpu_threads` overrides the math-library threads.
+        The worker memory ceiling is off: this process holds every engine of the run, so its resident
+        memory is not one worker's, and the ceiling would rebuild predictors for the anchors' memory."""
         from server.config import Settings
         from server.context import runtime_options
         from server.lifecycle.loader import load_version
         from server.repository.layout import ModelRepository
 
         settings = Settings.from_env({**os.environ, "OCR_WORKERS": str(workers), "OCR_THREADS": str(threads)})
+        settings = replace(settings, memory_ceiling_mb=0)
         if cpu_threads:
             settings = replace(settings, cpu_threads=cpu_threads)
         repo = ModelRepository(model_repo, settings.pipeline_name)
