@@ -17,7 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Iterator
+from contextlib import nullcontext
+from typing import ContextManager, Iterator
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server, values
@@ -26,7 +27,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from server.multiprocess import ENV_VAR
+from server.multiprocess import ENV_VAR, MASTER_FILES_LOCK
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +38,16 @@ _INFO_METRICS = frozenset({"ocr_model_info"})
 class _Source(Collector):
     """The metrics to expose: the merged multiprocess files, or this process's registry."""
 
-    def __init__(self, multiprocess_dir: str | None) -> None:
+    def __init__(self, multiprocess_dir: str | None, lock: ContextManager[object] | None = None) -> None:
         self._collector = MultiProcessCollector(None, path=multiprocess_dir) if multiprocess_dir else None
+        self._lock = lock or nullcontext()
 
     def collect(self) -> Iterator[Metric]:
-        families = self._collector.collect() if self._collector is not None else REGISTRY.collect()
+        if self._collector is None:
+            families = list(REGISTRY.collect())
+        else:
+            with self._lock:  # the files are all read here (the collector merges them eagerly)
+                families = list(self._collector.collect())
         for family in families:
             if family.name in _INFO_METRICS:
                 family.samples = [sample for sample in family.samples if sample.value != 0]
@@ -52,10 +58,11 @@ def multiprocess_dir() -> str | None:
     return os.environ.get(ENV_VAR) or None
 
 
-def exposition_registry() -> CollectorRegistry:
-    """A registry holding everything this server exposes, for this process's mode."""
+def exposition_registry(lock: ContextManager[object] | None = None) -> CollectorRegistry:
+    """A registry holding everything this server exposes, for this process's mode; `lock` is held
+    while it reads the multiprocess files."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Source(multiprocess_dir()))
+    registry.register(_Source(multiprocess_dir(), lock))
     return registry
 
 
@@ -91,7 +98,7 @@ class MasterExporter:
         self._server: WSGIServer
         self._thread: threading.Thread
         self._server, self._thread = start_http_server(int(port), addr=host or "0.0.0.0",
-                                                       registry=exposition_registry())
+                                                       registry=exposition_registry(MASTER_FILES_LOCK))
 
     @property
     def port(self) -> int:

@@ -22,10 +22,16 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
+# Held in the master while a dead worker's live gauges are removed, and by the master's exporter while
+# it reads the files: without it a master scrape could read one of the dead worker's gauge files and
+# miss the other, e.g. see its model-info series gone but its in-flight request still counted.
+# Only the master takes it: a worker forked while the exporter held it would inherit it held.
+MASTER_FILES_LOCK = threading.RLock()  # re-entrant: Gunicorn may reap a worker from a signal handler
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,8 @@ def mark_worker_dead(pid: int, directory: MetricsDirectory) -> None:
     """Forget the live gauges of an exited worker (its counters stay)."""
     from prometheus_client.multiprocess import mark_process_dead
 
-    mark_process_dead(pid, str(directory.path))
+    with MASTER_FILES_LOCK:
+        mark_process_dead(pid, str(directory.path))
 
 
 def remove_directory(directory: MetricsDirectory) -> None:
