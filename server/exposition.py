@@ -17,8 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from contextlib import nullcontext
-from typing import ContextManager, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from typing import Iterator
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import REGISTRY, CollectorRegistry, start_http_server, values
@@ -38,7 +38,7 @@ _INFO_METRICS = frozenset({"ocr_model_info"})
 class _Source(Collector):
     """The metrics to expose: the merged multiprocess files, or this process's registry."""
 
-    def __init__(self, multiprocess_dir: str | None, lock: ContextManager[object] | None = None) -> None:
+    def __init__(self, multiprocess_dir: str | None, lock: AbstractContextManager[object] | None = None) -> None:
         self._collector = MultiProcessCollector(None, path=multiprocess_dir) if multiprocess_dir else None
         self._lock = lock or nullcontext()
 
@@ -58,7 +58,7 @@ def multiprocess_dir() -> str | None:
     return os.environ.get(ENV_VAR) or None
 
 
-def exposition_registry(lock: ContextManager[object] | None = None) -> CollectorRegistry:
+def exposition_registry(lock: AbstractContextManager[object] | None = None) -> CollectorRegistry:
     """A registry holding everything this server exposes, for this process's mode; `lock` is held
     while it reads the multiprocess files."""
     registry = CollectorRegistry(auto_describe=False)

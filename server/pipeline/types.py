@@ -25,11 +25,11 @@ class DetSettings:
     ours:paddleocr-det,ours:rapidocr-det --threads 1`.
     Except the resize: the short side is only brought up to 64 px (PaddleOCR 3.x's), not to RapidOCR's
     736. Narrow receipt scans were upscaled (12 of the 40 dev receipts, by up to 1.7x a side; 10% more
-    detection pixels over the set) for nothing: on the 40 dev receipts, 64 read better (reading-order CER 6.59% against 6.71%,
-    line recall 78.2% against 77.7%, key fields 90.8% against 88.2%) in 3% less time with Paddle, 6%
-    with ONNX Runtime (bench/RESULTS.md, "Detection resize"). A version's manifest stores its settings
-    at install time: versions installed before a change of these defaults keep the old ones until
-    reinstalled.
+    detection pixels over the set) for nothing: with 64 the 40 dev receipts read better (reading-order
+    CER 6.59% against 6.71%, line recall 78.2% against 77.7%, key fields 90.8% against 88.2%) in 3%
+    less time with Paddle, 6% with ONNX Runtime (bench/RESULTS.md, "Detection resize"). A version's
+    manifest stores its settings at install time: versions installed before a change of these
+    defaults keep the old ones until reinstalled.
 
     Paddle keeps the activation memory of the largest input a predictor has run (about 600 bytes per
     detection input pixel), so `max_side_limit` is also a worker's memory bound. 2000 px (RapidOCR's

