@@ -70,7 +70,7 @@ class OurPipeline:
         The worker memory ceiling is off: this process holds every engine of the run, so its resident
         memory is not one worker's, and the ceiling would rebuild predictors for the anchors' memory."""
         from server.config import Settings
-        from server.context import runtime_options
+        from server.http.context import runtime_options
         from server.lifecycle.loader import load_version
         from server.repository.layout import ModelRepository
 

@@ -4,7 +4,7 @@ For each Gunicorn configuration (workers x threads) a real server is started; cl
 receipts (raw JPEG bodies, keep-alive connections) at each concurrency level. The in-process comparator
 runs the same work without HTTP on the same cores: as many processes as workers, each with the runtime
 options a worker derives and as many threads as the server has, every thread decoding the same bytes with
-`server.decode` and running the pipeline. The ratio HTTP / in-process is what the HTTP layer costs.
+`server.documents.decode` and running the pipeline. The ratio HTTP / in-process is what the HTTP layer costs.
 
     .venv/bin/python -m bench.server --data DIR [--configs 1x2,2x1,2x2] [--concurrency 1,2,4,8]
 """
@@ -30,7 +30,7 @@ from bench.scoring import load_dataset
 def _inprocess_worker(model_repo: Path, version: str | None, workers: int, threads: int, slot: int,
                       bodies: list[bytes], barrier: mp.Barrier, out: mp.Queue) -> None:
     from bench.engines import OurPipeline
-    from server.decode import decode_image
+    from server.documents.decode import decode_image
 
     engine = OurPipeline(model_repo, version, workers=workers, threads=threads, slot=slot)
     pending = iter(range(len(bodies)))

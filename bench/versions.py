@@ -39,10 +39,10 @@ sys.path.insert(0, str(ROOT))
 from bench.scoring import Accuracy, PredictedLine, ReceiptScore, load_dataset, score  # noqa: E402
 from server.lifecycle.loader import LoadedModel, load_version  # noqa: E402
 from server.pipeline import OcrPipeline, PipelineSettings  # noqa: E402
-from server.repository.golden import read_golden_set  # noqa: E402
+from server.quality.golden import read_golden_set  # noqa: E402
 from server.repository.layout import ModelRepository  # noqa: E402
 from server.runtime import RuntimeOptions  # noqa: E402
-from server.textmetrics import edit_distance, normalize_text  # noqa: E402
+from server.quality.textmetrics import edit_distance, normalize_text  # noqa: E402
 
 @dataclass
 class Sample:

@@ -139,7 +139,7 @@ def gunicorn_server(
     ready_timeout: float = 180.0,
     wait_ready: bool = True,
 ) -> Iterator[RunningServer]:
-    """Start `gunicorn -c python:server.gunicorn_config` on a free port; stop it (and its workers) after."""
+    """Start `gunicorn -c python:server.process.gunicorn_config` on a free port; stop it (and its workers) after."""
     port = free_port()
     full_env = {
         **os.environ,
@@ -155,7 +155,7 @@ def gunicorn_server(
     log_path = log_dir / f"gunicorn-{port}.log"
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "python:server.gunicorn_config"],
+            [sys.executable, "-m", "gunicorn", "-c", "python:server.process.gunicorn_config"],
             cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
         )
     server = RunningServer(f"http://127.0.0.1:{port}", process, log_path, workers, full_env)

@@ -1,4 +1,4 @@
-"""server.decode: every accepted format and pixel mode becomes the right upright BGR image; every broken
+"""server.documents.decode: every accepted format and pixel mode becomes the right upright BGR image; every broken
 or oversized file becomes the right 4xx error (no server needed)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from server.decode import decode_image, open_image, to_bgr
-from server.errors import ApiError
+from server.documents.decode import decode_image, open_image, to_bgr
+from server.http.errors import ApiError
 from tests.helpers import encode, render_text
 from tests.images import (
     exif_rotated_jpeg,

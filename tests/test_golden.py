@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from server.lifecycle.loader import load_version
-from server.repository.golden import GoldenSetError, read_golden_set
+from server.quality.golden import GoldenSetError, read_golden_set
 from server.repository.layout import ModelRepository
-from server.repository.receipts import DOCUMENTS, generate, write_golden_set
+from server.quality.receipts import DOCUMENTS, generate, write_golden_set
 from server.runtime import RuntimeOptions
-from server.textmetrics import edit_distance, normalize_text
+from server.quality.textmetrics import edit_distance, normalize_text
 from tests.helpers import DEFAULT_VERSION, ONNX_MODELS, ROOT
 
 

@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.lifecycle.audit import AuditLog, read_audit
+from server.governance.audit import AuditLog, read_audit
 from server.lifecycle.controller import LifecycleConfig, LifecycleController
-from server.lifecycle.gate import GatePolicy, GoldenScore, GoldenSet, GoldenSetError, builtin_golden_set, judge, \
+from server.quality.gate import GatePolicy, GoldenScore, GoldenSet, GoldenSetError, builtin_golden_set, judge, \
     load_golden_set, resolve_golden_set
-from server.lifecycle.locks import FileLock
+from server.storage.locks import FileLock
 from server.lifecycle.manager import ModelManager
 from server.lifecycle.pins import Pin, PinStore
 from server.lifecycle.policy import preference, rollback_target
-from server.lifecycle.statefiles import StatePaths
+from server.storage.statefiles import StatePaths
 from server.lifecycle.verdicts import APPROVED, REJECTED, Verdict, VerdictStore
 from server.lifecycle.watcher import RepositoryWatcher
 from server.lifecycle.workers import WorkerBoard

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
-import server.metrics
+import server.observability.metrics
 from tests.helpers import ROOT
 
 DEPLOY = ROOT / "deploy"
@@ -29,7 +29,7 @@ _METRIC_NAME = re.compile(r"\bocr_[a-z_]+\b")
 
 
 def _defined() -> dict[str, MetricWrapperBase]:
-    return {m._name: m for m in vars(server.metrics).values() if isinstance(m, MetricWrapperBase)}
+    return {m._name: m for m in vars(server.observability.metrics).values() if isinstance(m, MetricWrapperBase)}
 
 
 def _exposed_name(metric: MetricWrapperBase) -> str:

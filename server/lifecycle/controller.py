@@ -31,21 +31,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from server.config import Settings
-from server.lifecycle.audit import AuditLog
-from server.lifecycle.gate import GatePolicy, GateResult, GoldenScore, GoldenSet, golden_cer, judge, \
+from server.governance.audit import AuditLog
+from server.quality.gate import GatePolicy, GateResult, GoldenScore, GoldenSet, golden_cer, judge, \
     resolve_golden_set
 from server.lifecycle.loader import LoadedModel, LoadError, VerificationError, load_version
-from server.lifecycle.locks import FileLock
+from server.storage.locks import FileLock
 from server.lifecycle.manager import ModelHandle, ModelManager
 from server.lifecycle.memory import release_freed_memory
 from server.lifecycle.pins import PinRead, PinStore
 from server.lifecycle.policy import preference
 from server.lifecycle.probe import ProbeCrash, network_digest, probe_networks
-from server.lifecycle.statefiles import StatePaths
+from server.storage.statefiles import StatePaths
 from server.lifecycle.verdicts import APPROVED, REJECTED, Verdict, VerdictStore
 from server.lifecycle.watcher import RepositoryWatcher
 from server.lifecycle.workers import WorkerBoard, WorkerState
-from server.metrics import MODEL_GOLDEN_CER, MODEL_LAST_RELOAD, MODEL_LOAD_DURATION, MODEL_LOADS, MODEL_SWAPS, \
+from server.observability.metrics import MODEL_GOLDEN_CER, MODEL_LAST_RELOAD, MODEL_LOAD_DURATION, MODEL_LOADS, MODEL_SWAPS, \
     model_serving
 from server.repository.candidates import Inspection, Readiness, Scan, VerifyCache, scan_repository
 from server.repository.layout import ModelRepository, parse_version

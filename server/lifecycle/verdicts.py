@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from server.lifecycle.locks import locked
-from server.lifecycle.statefiles import StateFileError, read_json, write_json_atomic
+from server.storage.locks import locked
+from server.storage.statefiles import StateFileError, read_json, write_json_atomic
 from server.repository.layout import is_version_name
 from server.repository.manifest import now_iso
 

@@ -176,7 +176,7 @@ class PaddleSession:
 
     def _drop_predictor(self, shape: tuple[int, ...]) -> None:
         """Drop this thread's predictor, and with it the memory its largest inputs left behind."""
-        from server.metrics import PREDICTOR_REBUILDS
+        from server.observability.metrics import PREDICTOR_REBUILDS
 
         self._local.predictor = None
         with self._lock:

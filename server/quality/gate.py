@@ -10,7 +10,7 @@ rate (CER) must be
 
 Golden set format: a directory of pairs `NAME.png` (or .jpg/.jpeg) + `NAME.txt` (UTF-8, the expected
 text, one text line per line). CER over the set = total edit distance / total reference characters,
-each image's recognised lines joined with newlines against its .txt, compared by `server.textmetrics`
+each image's recognised lines joined with newlines against its .txt, compared by `server.quality.textmetrics`
 (case-folded, whitespace removed). A version's own `golden/` wins over the repository's
 `<model_repo>/golden/`. With neither, a small built-in set of receipt lines rendered with Pillow's
 built-in font is used, so that a version that reads garbage is still caught; the API names the set used.
@@ -26,10 +26,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from server.decode import decode_image
-from server.errors import ApiError
+from server.documents.decode import decode_image
+from server.http.errors import ApiError
 from server.pipeline import OcrPipeline
-from server.textmetrics import edit_distance, normalize_text
+from server.quality.textmetrics import edit_distance, normalize_text
 
 GOLDEN_DIR = "golden"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from server.context import current_context
-from server.errors import error_response
+from server.http.context import current_context
+from server.http.errors import error_response
 
 bp = Blueprint("health", __name__)
 

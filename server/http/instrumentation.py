@@ -18,8 +18,8 @@ from typing import Sequence
 from flask import Flask, Response, current_app, g, request
 
 from server.config import Settings
-from server.exposition import check_worker_mode
-from server.metrics import (
+from server.observability.exposition import check_worker_mode
+from server.observability.metrics import (
     ERRORS,
     IMAGE_PIXELS,
     INFLIGHT,
@@ -32,7 +32,7 @@ from server.metrics import (
     STAGES,
 )
 from server.pipeline.types import ImageResult
-from server.recent_results import RecentResults
+from server.quality.recent_results import RecentResults
 
 OCR_PATH = "/v1/ocr"
 STORE_KEY = "ocr_recent_results"

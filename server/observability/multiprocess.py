@@ -1,7 +1,7 @@
 """Prometheus multiprocess mode under Gunicorn: the shared directory's life, and dead workers.
 
 Each worker writes its metric values to memory-mapped files `<kind>_<pid>.db` in one directory, and
-any process can merge them into one exposition (`server.exposition`). The Gunicorn hooks call this
+any process can merge them into one exposition (`server.observability.exposition`). The Gunicorn hooks call this
 module, in the master, in this order:
 - `prepare_directory` in `on_starting`, before any worker forks: creates the directory, deletes the
   `.db` files a previous run left (their counters would otherwise be added to this run's), and sets

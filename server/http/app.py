@@ -13,12 +13,12 @@ import uuid
 
 from flask import Flask, Response, g, request
 
-from server import instrumentation
-from server.api import feedback, health, metrics, models, ocr
+from server.http import instrumentation
+from server.http.api import feedback, health, metrics, models, ocr
 from server.config import Settings
-from server.context import EXTENSION_KEY, ServerContext, current_context
-from server.errors import register_error_handlers
-from server.request import BoundedRequest
+from server.http.context import EXTENSION_KEY, ServerContext, current_context
+from server.http.errors import register_error_handlers
+from server.http.request import BoundedRequest
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 

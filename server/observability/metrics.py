@@ -2,7 +2,7 @@
 
 Names follow Prometheus conventions (base units, `_seconds`, `_total`, `_bytes`). Under Gunicorn the
 client runs in multiprocess mode (PROMETHEUS_MULTIPROC_DIR, set up by the Gunicorn hooks; see
-`server.multiprocess`): counters and histograms are summed over workers, dead ones included, so totals
+`server.observability.multiprocess`): counters and histograms are summed over workers, dead ones included, so totals
 never go backwards when a worker is replaced. Each gauge states how its per-process values combine,
 chosen for what the number means:
 - in-flight requests: `livesum` - the total now; a worker killed mid-request takes its +1 with it
@@ -119,7 +119,7 @@ def model_serving(version: str, *, worker: str, backend: str, device: str) -> No
     """Record that this worker now serves `version` (the lifecycle calls it on every activation).
 
     The series of what it served before is set to 0 rather than removed, because multiprocess files
-    cannot delete a series; `server.exposition` leaves 0-valued info series out of the exposition.
+    cannot delete a series; `server.observability.exposition` leaves 0-valued info series out of the exposition.
     """
     global _serving
     labels = {"version": version, "worker": worker, "backend": backend, "device": device}

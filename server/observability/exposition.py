@@ -1,7 +1,7 @@
 """Turning the metrics into Prometheus exposition: the registry to read, and who serves it.
 
 Two places serve the same text:
-- `GET /metrics` on the app (`server.api.metrics`), which any worker answers;
+- `GET /metrics` on the app (`server.http.api.metrics`), which any worker answers;
 - optionally the Gunicorn master, on its own port (`OCR_METRICS_BIND`, `MasterExporter`). Gunicorn's
   gthread workers queue every request, a scrape included, behind the OCR requests that hold their
   threads, so under saturation an app scrape waits for a busy worker's queue to drain - Prometheus
@@ -27,11 +27,11 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from server.multiprocess import ENV_VAR, MASTER_FILES_LOCK
+from server.observability.multiprocess import ENV_VAR, MASTER_FILES_LOCK
 
 log = logging.getLogger(__name__)
 
-# Info-style gauges whose 0 values mean "no longer true" (see `server.metrics.model_serving`).
+# Info-style gauges whose 0 values mean "no longer true" (see `server.observability.metrics.model_serving`).
 _INFO_METRICS = frozenset({"ocr_model_info"})
 
 

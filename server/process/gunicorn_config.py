@@ -1,6 +1,6 @@
 """Gunicorn settings and server hooks, derived from `Settings` (hence from the environment).
 
-`ocr-server serve` runs Gunicorn with `-c python:server.gunicorn_config`; the top-level
+`ocr-server serve` runs Gunicorn with `-c python:server.process.gunicorn_config`; the top-level
 `gunicorn.conf.py` re-exports this module for those who run `gunicorn -c gunicorn.conf.py`.
 
 Workers are gthread workers: threads keep answering health checks and queue requests while inference
@@ -15,13 +15,13 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from server.config import Settings
-from server.multiprocess import MetricsDirectory, mark_worker_dead, prepare_directory, remove_directory
+from server.observability.multiprocess import MetricsDirectory, mark_worker_dead, prepare_directory, remove_directory
 
-if TYPE_CHECKING:  # imported for real only once the metrics directory is exported (server.multiprocess)
-    from server.exposition import MasterExporter
+if TYPE_CHECKING:  # imported for real only once the metrics directory is exported (server.observability.multiprocess)
+    from server.observability.exposition import MasterExporter
 
 _settings = Settings.from_env()
-# Set in the master by the hooks below (metrics: see server.multiprocess and server.exposition).
+# Set in the master by the hooks below (metrics: see server.observability.multiprocess and server.observability.exposition).
 _metrics_dir: MetricsDirectory | None = None
 _exporter: MasterExporter | None = None
 
@@ -33,7 +33,7 @@ timeout = _settings.timeout_s
 graceful_timeout = 30
 keepalive = 5
 preload_app = False
-wsgi_app = "server.app:create_app()"
+wsgi_app = "server.http.app:create_app()"
 loglevel = _settings.log_level
 accesslog = "-"
 # Gunicorn 27's control socket lives at one fixed path per user: several servers on one host (tests,
@@ -61,10 +61,10 @@ def on_starting(server: Any) -> None:
 
 
 def when_ready(server: Any) -> None:
-    """Serve /metrics from the master on its own port, if configured (see server.exposition)."""
+    """Serve /metrics from the master on its own port, if configured (see server.observability.exposition)."""
     global _exporter
     if _settings.metrics_bind:
-        from server.exposition import MasterExporter
+        from server.observability.exposition import MasterExporter
 
         _exporter = MasterExporter(_settings.metrics_bind)
         server.log.info("master serves metrics on %s", _settings.metrics_bind)

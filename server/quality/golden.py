@@ -2,11 +2,11 @@
 
 Format (shared with the quality gate): a directory of pairs `NAME.png` (or `.jpg` / `.jpeg`) and
 `NAME.txt`, the text as UTF-8, one printed line per text line. The gate scores a version by CER
-(total edits / total reference characters, with `server.textmetrics`: case-folded, whitespace
+(total edits / total reference characters, with `server.quality.textmetrics`: case-folded, whitespace
 removed), so line breaks and spacing in the `.txt` do not matter, the characters and their order do.
 
 The repository-level set lives in `<model_repo>/golden/`, a version's own in `<version>/golden/`.
-`ocr-server models install-golden` writes the default one (see `server.repository.receipts`).
+`ocr-server models install-golden` writes the default one (see `server.quality.receipts`).
 """
 
 from __future__ import annotations

@@ -18,10 +18,10 @@ from typing import Any, Callable, Mapping, TypeVar
 
 from flask import Blueprint, Request, Response, g, jsonify, request
 
-from server import instrumentation
-from server.context import ServerContext, current_context
-from server.decode import open_image, to_bgr
-from server.errors import ApiError
+from server.http import instrumentation
+from server.http.context import ServerContext, current_context
+from server.documents.decode import open_image, to_bgr
+from server.http.errors import ApiError
 from server.lifecycle.loader import LoadedModel
 from server.lifecycle.manager import NotReadyError
 from server.pipeline import RequestOptions

@@ -8,7 +8,7 @@ A client (a clerk correcting a field, a reconciliation job) sends what the image
 The first form looks the result up in the store of the worker that answers; results live in the
 worker that served them, so under several workers it may not be found (404 `unknown_request_id`,
 asking for the second form). Sending both forms at once always works: the stored result is used when
-this worker has it, the client's copy otherwise. The character error rate (`server.textmetrics`) feeds
+this worker has it, the client's copy otherwise. The character error rate (`server.quality.textmetrics`) feeds
 `ocr_feedback_cer` and the edit/character counters, labelled with the version that read the image.
 """
 
@@ -18,12 +18,12 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
-from server.context import current_context
-from server.errors import ApiError
-from server.instrumentation import recent_results
-from server.metrics import FEEDBACK_CER, FEEDBACK_CHARS, FEEDBACK_ERRORS, FEEDBACK_REQUESTS
-from server.recent_results import AlreadyRecorded, ImageIndexError, UnknownRequest
-from server.textmetrics import cer, edit_distance, normalize_text
+from server.http.context import current_context
+from server.http.errors import ApiError
+from server.http.instrumentation import recent_results
+from server.observability.metrics import FEEDBACK_CER, FEEDBACK_CHARS, FEEDBACK_ERRORS, FEEDBACK_REQUESTS
+from server.quality.recent_results import AlreadyRecorded, ImageIndexError, UnknownRequest
+from server.quality.textmetrics import cer, edit_distance, normalize_text
 
 bp = Blueprint("feedback", __name__)
 

@@ -2,14 +2,14 @@
 
 All workers read the same multiprocess files, so any one of them gives the whole server's view. This
 route shares the workers' threads with OCR requests; where scrapes must not queue behind them, serve
-metrics from the Gunicorn master instead (`OCR_METRICS_BIND`, see `server.exposition`).
+metrics from the Gunicorn master instead (`OCR_METRICS_BIND`, see `server.observability.exposition`).
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, request
 
-from server.exposition import exposition_registry, render
+from server.observability.exposition import exposition_registry, render
 
 bp = Blueprint("metrics", __name__)
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from flask import current_app
 
 from server.config import Settings
-from server.lifecycle.audit import AuditLog
+from server.governance.audit import AuditLog
 from server.lifecycle.controller import LifecycleConfig, LifecycleController
 from server.lifecycle.manager import ModelManager
-from server.lifecycle.statefiles import StatePaths
+from server.storage.statefiles import StatePaths
 from server.repository.layout import ModelRepository
 from server.runtime import RuntimeOptions
 

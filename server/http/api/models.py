@@ -19,8 +19,8 @@ from typing import NoReturn
 
 from flask import Blueprint, Response, jsonify, request
 
-from server.context import current_context
-from server.errors import ApiError
+from server.http.context import current_context
+from server.http.errors import ApiError
 from server.lifecycle.pins import Pin
 from server.lifecycle.policy import rollback_target
 from server.lifecycle.status import models_view
