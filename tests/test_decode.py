@@ -11,13 +11,14 @@ from PIL import Image
 
 from server.documents.decode import decode_image, open_image, to_bgr
 from server.http.errors import ApiError
-from tests.helpers import encode, render_text
-from tests.images import (
+from tests.support.images import (
+    encode,
     exif_rotated_jpeg,
     jpeg_with_broken_huffman_table,
     png_declaring,
     png_with_broken_data,
     real_png_bomb,
+    render_text,
     sixteen_bit_png,
     transparent_text_png,
     truncated,

@@ -15,7 +15,7 @@ from server.http.app import create_app
 from server.config import Settings
 from server.http.instrumentation import STORE_KEY
 from server.quality.recent_results import AlreadyRecorded, ImageIndexError, RecentResults, UnknownRequest
-from tests.helpers import DEFAULT_VERSION, ROOT
+from tests.support.server import DEFAULT_VERSION, ROOT
 
 
 @pytest.fixture()

@@ -2,7 +2,7 @@
 (8 client threads posting a rendered page without pause) shared by every test of this module.
 
 Every response of every test is checked where it lands: HTTP 200, a version we published, and the text
-that version reads (see tests/lifecycle_support.py for how versions are told apart). Each test opens its
+that version reads (see tests/support/lifecycle.py for how versions are told apart). Each test opens its
 own window on the load and asserts that nothing in it failed, so a fault is pinned to its own test.
 The tests run in file order and each starts from the state the previous one left (read from the API).
 """
@@ -24,13 +24,12 @@ import requests
 
 from server.repository.layout import ModelRepository
 from server.repository.publish import publish
-from tests.helpers import RunningServer, gunicorn_server
-from tests.lifecycle_support import (
+from tests.support.lifecycle import (
     ADMIN_TOKEN,
     Admin,
-    LoadGenerator,
     audit_lines,
     corrupt,
+    expect_versions,
     expected_text,
     load_image,
     make_source,
@@ -38,6 +37,8 @@ from tests.lifecycle_support import (
     wait_for,
     write_golden_set,
 )
+from tests.support.load import LoadGenerator
+from tests.support.server import RunningServer, gunicorn_server
 
 # Every worker must serve a newly preferred version within this many seconds. Generous: two workers
 # load one after the other (one load at a time per machine) while 8 clients keep both cores busy.
@@ -140,7 +141,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, default_version_dir: Path) -> 
     }
     with gunicorn_server(repo_root, base / "logs", workers=2, threads=4, env=env) as server:
         expected = {"1.0.0": expected_text(0)}
-        load = LoadGenerator(server.url, load_image(), expected, clients=8)
+        load = LoadGenerator(server.url, [load_image()], expect_versions(expected), clients=8)
         load.start()
         try:
             yield Lab(server, Admin(server.url), load, expected, repo_root, state_dir, work, default_version_dir)

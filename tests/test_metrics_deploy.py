@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
 import server.observability.metrics
-from tests.helpers import ROOT
+from tests.support.server import ROOT
 
 DEPLOY = ROOT / "deploy"
 RULES = DEPLOY / "prometheus-alerts.yml"

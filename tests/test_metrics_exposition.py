@@ -22,7 +22,8 @@ from server.config import Settings
 from server.observability.exposition import exposition_registry, render
 from server.observability.metrics import model_serving
 from server.observability.multiprocess import ENV_VAR, mark_worker_dead, prepare_directory, remove_directory
-from tests.helpers import ROOT, Scrape
+from tests.support.metrics import Scrape
+from tests.support.server import ROOT
 
 # A stand-in for a Gunicorn worker: a separate process with the directory in its environment before
 # prometheus_client is imported, serving the versions given in turn, answering one request and leaving

@@ -9,7 +9,8 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.helpers import DEFAULT_VERSION, RunningServer, encode, expected_text, read_text, render_text, squash
+from tests.support.images import encode, expected_text, read_text, render_text, squash
+from tests.support.server import DEFAULT_VERSION, RunningServer
 
 INVOICE = ["INVOICE NO: 2026-1187", "TOTAL DUE 1,234.56"]
 

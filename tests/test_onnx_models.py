@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 import pytest
 
-from server.lifecycle.loader import LoadedModel, load_version
+from server.lifecycle.loader import LoadedModel
+from server.lifecycle.pipeline_loader import load_version
 from server.repository.family import derive_settings
 from server.repository.install import RECIPES, InstallError, install_version
 from server.repository.layout import ModelRepository
@@ -24,7 +25,8 @@ from server.repository.manifest import Manifest, StageSpec, hash_tree, read_mani
 from server.runtime import RuntimeOptions
 from server.runtime.onnx import OnnxSession
 from server.runtime.paddle import PaddleSession
-from tests.helpers import DEFAULT_VERSION, ONNX_MODELS, ROOT, encode, render_text, squash
+from tests.support.images import encode, render_text, squash
+from tests.support.server import DEFAULT_VERSION, ONNX_MODELS, ROOT
 
 OPTIONS = RuntimeOptions(cpu_threads=2, concurrency=1)
 LINES = ["INVOICE NO: 2026-1187", "DATE 25/12/2018 14:32", "TOTAL DUE RM 1,234.56"]

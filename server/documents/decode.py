@@ -1,4 +1,4 @@
-"""Bytes from a client -> a BGR uint8 image the pipeline can read, or a clear 4xx `ApiError`.
+"""Bytes from a client -> a BGR uint8 image the pipeline can read, or a clear 4xx `DecodeError`.
 
 Decoding is split in two so that a request can be refused cheaply and memory stays bounded:
 
@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from server.http.errors import ApiError
+from server.documents.errors import DecodeError
 
 ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "BMP", "TIFF", "WEBP", "GIF", "PPM", "MPO"})
 
@@ -35,28 +35,28 @@ _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 def open_image(data: bytes, max_pixels: int) -> Image.Image:
     """Identify `data` and check its declared size; the pixels are not decoded yet."""
     if not data:
-        raise ApiError(400, "empty_image", "the image is empty (0 bytes)")
+        raise DecodeError(400, "empty_image", "the image is empty (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
         if data.startswith(b"%PDF"):  # invoices often come as PDF: say what to do instead
-            raise ApiError(415, "unsupported_image_format",
+            raise DecodeError(415, "unsupported_image_format",
                            "PDF is not accepted: render each page to an image (PNG or JPEG) and send those") from exc
-        raise ApiError(422, "invalid_image", "the data is not an image in a format this server reads") from exc
+        raise DecodeError(422, "invalid_image", "the data is not an image in a format this server reads") from exc
     except Exception as exc:  # a header so broken Pillow cannot even identify it
-        raise ApiError(422, "invalid_image", f"cannot read the image header: {exc}") from exc
+        raise DecodeError(422, "invalid_image", f"cannot read the image header: {exc}") from exc
     if image.format not in ACCEPTED_FORMATS:
-        raise ApiError(
+        raise DecodeError(
             415, "unsupported_image_format",
             f"image format {image.format} is not accepted; use one of {', '.join(sorted(ACCEPTED_FORMATS))}",
         )
     width, height = image.size
     if width < 1 or height < 1:
-        raise ApiError(422, "invalid_image", f"the image declares an empty size {width}x{height}")
+        raise DecodeError(422, "invalid_image", f"the image declares an empty size {width}x{height}")
     if width * height > max_pixels:
-        raise ApiError(
+        raise DecodeError(
             413, "image_too_large",
             f"the image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}",
             width=width, height=height, max_pixels=max_pixels,
@@ -97,7 +97,7 @@ def to_bgr(image: Image.Image) -> np.ndarray:
             ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an upright image
             rgb = _to_rgb_array(image)
     except Exception as exc:  # OSError (truncated), SyntaxError (broken PNG chunks), ValueError, ...
-        raise ApiError(422, "corrupt_image", f"the {image.format} image is truncated or corrupt: {exc}") from exc
+        raise DecodeError(422, "corrupt_image", f"the {image.format} image is truncated or corrupt: {exc}") from exc
     finally:
         image.close()
     return np.ascontiguousarray(rgb[:, :, ::-1])

@@ -14,19 +14,19 @@ details (`worker`, `pid`, timings, gate figures). Actions:
     repository  the repository became unreadable (result unavailable) or readable again
     pin, unpin, rollback   admin API calls (result ok, or refused/denied with the reason)
 
-Lines are written with one `write` on an O_APPEND file under an exclusive flock, so lines from
-different workers never interleave.
+Lines are appended under an exclusive flock on the log itself, so lines from different workers
+never interleave.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from server.storage.locks import locked
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +48,8 @@ class AuditLog:
                  "reason": reason, **details}
         line = (json.dumps(entry, ensure_ascii=False, default=str) + "\n").encode("utf-8")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                os.write(fd, line)
-            finally:
-                os.close(fd)  # closing releases the lock
+            with locked(self.path, "ab", permissions=0o640) as handle:
+                handle.write(line)
         except OSError as exc:
             log.error("cannot write the audit log %s: %s (event: %s)", self.path, exc, entry)
         return entry

@@ -13,9 +13,9 @@ import uuid
 
 from flask import Flask, Response, g, request
 
+from server.config import Settings
 from server.http import instrumentation
 from server.http.api import feedback, health, metrics, models, ocr
-from server.config import Settings
 from server.http.context import EXTENSION_KEY, ServerContext, current_context
 from server.http.errors import register_error_handlers
 from server.http.request import BoundedRequest
@@ -30,14 +30,16 @@ def _assign_request_id() -> None:
 
 
 def _tag_response(response: Response) -> Response:
-    """Every response (errors too) names its request and the model version: the one that served it,
-    set by the OCR handler (it may differ from the active one during a swap), else the one active now;
-    absent only while no version has loaded."""
+    """Every response (errors too) names its request and the model version: the one that served it
+    (`instrumentation.model_chosen`; it may differ from the active one during a swap), else the one
+    active now; absent only while no version has loaded."""
     response.headers["X-Request-Id"] = g.get("request_id", "")
-    if "X-Model-Version" not in response.headers:
-        active = current_context().manager.active
-        if active is not None:
-            response.headers["X-Model-Version"] = active.version
+    version = g.get("model_version")
+    if version is None:
+        active = current_context().lifecycle.active
+        version = active.version if active is not None else None
+    if version is not None:
+        response.headers["X-Model-Version"] = version
     return response
 
 
@@ -63,5 +65,5 @@ def create_app(settings: Settings | None = None, context: ServerContext | None =
     app.register_blueprint(models.bp)
 
     if start:
-        context.controller.start()
+        context.lifecycle.start()
     return app

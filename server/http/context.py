@@ -1,7 +1,8 @@
-"""What a worker's request handlers share: settings, the model manager and the lifecycle controller.
+"""What a worker's request handlers share: the settings and the model lifecycle.
 
-Built by the app factory inside the worker (never at import time, never in the Gunicorn master), and
-reached from handlers through `current_context()`.
+Built by the app factory inside the worker (never at import time, never in the Gunicorn master), from
+`Settings`: this is where the settings become the lifecycle's and the runtime's own configuration.
+Handlers reach it through `current_context()`.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from flask import current_app
 
 from server.config import Settings
 from server.governance.audit import AuditLog
-from server.lifecycle.controller import LifecycleConfig, LifecycleController
-from server.lifecycle.manager import ModelManager
-from server.storage.statefiles import StatePaths
+from server.lifecycle import Lifecycle, LifecycleConfig
+from server.lifecycle.statedir import StatePaths
+from server.quality.gate import GatePolicy
 from server.repository.layout import ModelRepository
 from server.runtime import RuntimeOptions
 
@@ -41,25 +42,31 @@ def runtime_options(settings: Settings, slot: int) -> RuntimeOptions:
     )
 
 
+def lifecycle_config(settings: Settings) -> LifecycleConfig:
+    return LifecycleConfig(
+        poll_s=settings.poll_interval_s,
+        debounce_s=settings.debounce_s,
+        settle_s=settings.settle_s,
+        gate=GatePolicy(tolerance=settings.gate_tolerance, max_cer=settings.gate_max_cer),
+        warmup_shapes=settings.warmup_shape_list,
+        drain_timeout_s=float(settings.timeout_s),
+    )
+
+
 @dataclass
 class ServerContext:
     settings: Settings
-    repo: ModelRepository
-    manager: ModelManager
-    controller: LifecycleController
-    slot: int
+    lifecycle: Lifecycle
+    audit: AuditLog
 
     @classmethod
     def build(cls, settings: Settings) -> "ServerContext":
         slot = worker_slot()
-        repo = ModelRepository(settings.model_repo, settings.pipeline_name)
-        manager = ModelManager()
-        controller = LifecycleController(
-            repo, manager, runtime_options(settings, slot), LifecycleConfig.from_settings(settings),
-            StatePaths(settings.effective_state_dir, settings.pipeline_name), AuditLog(settings.effective_audit_log),
-            slot,
-        )
-        return cls(settings, repo, manager, controller, slot)
+        audit = AuditLog(settings.effective_audit_log)
+        lifecycle = Lifecycle.build(
+            ModelRepository(settings.model_repo, settings.pipeline_name), runtime_options(settings, slot),
+            lifecycle_config(settings), StatePaths(settings.effective_state_dir, settings.pipeline_name), audit, slot)
+        return cls(settings, lifecycle, audit)
 
 
 def current_context() -> ServerContext:

@@ -1,7 +1,8 @@
 """JSON errors: every failure the API reports has a stable `error` code and a human `message`.
 
 Clients branch on the code; people read the message; support staff find the request in the logs by its
-`request_id`. Bad input is always a 4xx from here, never a 500. Errors raised by Flask and Werkzeug
+`request_id`. Bad input is always a 4xx from here, never a 500: the layers below raise their own
+errors (`DecodeError` for documents, `Refused` for lifecycle commands), mapped to responses here, in one place. Errors raised by Flask and Werkzeug
 themselves (unknown path, wrong method, body over the limit) get the same JSON shape and keep their
 protocol headers (`Allow` on a 405).
 """
@@ -13,6 +14,9 @@ from typing import Any
 
 from flask import Flask, Response, g, has_request_context, jsonify, request
 from werkzeug.exceptions import HTTPException
+
+from server.documents.errors import DecodeError
+from server.lifecycle import Refused
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +52,9 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
 }
 
+# How a refused lifecycle command is answered.
+_REFUSED_STATUS = {"invalid": 400, "not_found": 404, "conflict": 409, "unavailable": 503}
+
 # Protocol headers of Werkzeug's exceptions worth keeping; its Content-Type (HTML) is not.
 _KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
 
@@ -69,6 +76,14 @@ def register_error_handlers(app: Flask) -> None:
         response = error_response(exc.status, exc.code, exc.message, **exc.details)
         response.headers.update(exc.headers)
         return response
+
+    @app.errorhandler(DecodeError)
+    def _decode_error(exc: DecodeError) -> Response:
+        return error_response(exc.status, exc.code, exc.message, **exc.details)
+
+    @app.errorhandler(Refused)
+    def _refused(exc: Refused) -> Response:
+        return error_response(_REFUSED_STATUS[exc.kind], exc.code, exc.message)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Response:

@@ -1,13 +1,13 @@
 """Observing `POST /v1/ocr`: what ops count and time, and what feedback may later refer to.
 
 Two halves, so that the OCR handler stays readable:
-- `install` hooks the app so that every response on /v1/ocr - 2xx, 4xx or 5xx, whichever handler built
-  it - is counted by status and serving version, timed when answered, and counted by error code when
-  not; in-flight requests are tracked from the first hook to teardown, which Flask runs whatever
-  happens.
+- `instrument` hooks the OCR blueprint (where it is defined) so that every response of its endpoint - 2xx, 4xx or 5xx,
+  whichever handler built it - is counted by status and serving version, timed when answered, and
+  counted by error code when not; in-flight requests are tracked from the first hook to teardown,
+  which Flask runs whatever happens;
 - the handler calls `model_chosen` once it holds a model (so a failure past that point is charged to
-  that version) and `record_results` once the response is built (per-image stages, lines,
-  confidences, pixels; and the texts kept for feedback).
+  that version, and the response names it) and `record_results` once the response is built
+  (per-image stages, lines, confidences, pixels; and the texts kept for feedback).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Sequence
 
-from flask import Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, current_app, g
 
 from server.config import Settings
 from server.observability.exposition import check_worker_mode
@@ -34,7 +34,6 @@ from server.observability.metrics import (
 from server.pipeline.types import ImageResult
 from server.quality.recent_results import RecentResults
 
-OCR_PATH = "/v1/ocr"
 STORE_KEY = "ocr_recent_results"
 
 
@@ -70,9 +69,8 @@ def _error_code(response: Response) -> str:
 
 
 def _begin() -> None:
-    if request.path == OCR_PATH:
-        g.ocr_started = time.perf_counter()
-        INFLIGHT.inc()
+    g.ocr_started = time.perf_counter()
+    INFLIGHT.inc()
 
 
 def _count(response: Response) -> Response:
@@ -94,10 +92,14 @@ def _end(_exc: BaseException | None) -> None:
         INFLIGHT.dec()
 
 
+def instrument(ocr: Blueprint) -> None:
+    """Hook request metrics into the OCR blueprint (once, where it is defined)."""
+    ocr.before_request(_begin)
+    ocr.after_request(_count)
+    ocr.teardown_request(_end)
+
+
 def install(app: Flask, settings: Settings) -> None:
-    """Hook request metrics into `app` and give it its store of recent results."""
+    """Give `app` its store of recent results, and say if metrics would be per worker."""
     check_worker_mode()
     app.extensions[STORE_KEY] = RecentResults(settings.feedback_store_size)
-    app.before_request(_begin)
-    app.after_request(_count)
-    app.teardown_request(_end)

@@ -144,7 +144,6 @@ class PaddleSession:
             raise
         self._input_name = first.get_input_names()[0]
         self._output_name = first.get_output_names()[0]
-        self.description = f"paddle:{program.name}:{options.device}"
         self.rebuilds = 0  # predictors dropped for the memory ceiling
 
     def _predictor(self) -> Any:

@@ -1,4 +1,5 @@
-"""Machine-wide locks between worker processes, on `fcntl.flock`.
+"""Machine-wide locks between processes, on `fcntl.flock`: the one way this server serialises workers,
+publishers and installers that share files.
 
 flock locks belong to an open file description and vanish when the process dies, so a worker killed
 while holding one never blocks the others.
@@ -12,11 +13,12 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 
 class FileLock:
-    """An exclusive lock on `path` that a thread can wait for without becoming unstoppable."""
+    """An exclusive lock on `path` held across a long operation (a model load), that a thread can wait
+    for without becoming unstoppable."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -51,12 +53,18 @@ class FileLock:
 
 
 @contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `path` for a short critical section (blocking)."""
+def locked(path: Path, mode: str = "a", permissions: int = 0o666) -> Iterator[IO[Any]]:
+    """Hold an exclusive lock on `path` for a short critical section (blocking), creating it if needed
+    (with `permissions`, less the umask).
+
+    Yields the locked file, opened with `mode` (an append mode: the lock file may be the very file the
+    section writes, like the audit log); what the section wrote is flushed before the lock is released.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
+    with open(path, mode, opener=lambda name, flags: os.open(name, flags, permissions)) as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            yield handle
         finally:
+            handle.flush()
             fcntl.flock(handle, fcntl.LOCK_UN)

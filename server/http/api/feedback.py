@@ -70,9 +70,7 @@ def _image_index(body: dict[str, Any]) -> int | None:
 
 def _known_version(version: str) -> str:
     """Only versions this server has can become label values (clients must not mint new series)."""
-    ctx = current_context()
-    active = ctx.manager.active
-    if version in ctx.repo.version_names() or (active is not None and version == active.version):
+    if current_context().lifecycle.knows(version):
         return version
     raise ApiError(422, "unknown_model_version", f"model_version {version!r} is not a version of this server")
 

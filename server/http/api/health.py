@@ -21,10 +21,10 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    ctx = current_context()
-    model = ctx.manager.active
+    lifecycle = current_context().lifecycle
+    model = lifecycle.active
     if model is None:
-        rejected = {s.version: s.reason for s in ctx.controller.statuses() if s.state == "rejected"}
+        rejected = lifecycle.rejected_versions()
         details = {"rejected_versions": rejected} if rejected else {}
         response = error_response(503, "model_not_ready",
                                   "no model version has finished loading and warming up", **details)

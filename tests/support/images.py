@@ -1,18 +1,56 @@
-"""Awkward and broken image files, built by the tests themselves (nothing is checked in).
+"""Images for tests, built by the tests themselves (nothing is checked in): pages with known text, and
+awkward and broken files.
 
-Each builder produces what a real client sends: phone photos with an EXIF orientation, transparent
-PNGs, 16-bit scans, truncated uploads, and files whose header declares far more pixels than they hold.
+The broken ones are what real clients send: phone photos with an EXIF orientation, transparent PNGs,
+16-bit scans, truncated uploads, and files whose header declares far more pixels than they hold.
 """
 
 from __future__ import annotations
 
+import io
+import re
 import struct
 import zlib
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
-from tests.helpers import encode
+
+def squash(text: str) -> str:
+    """PP-OCR drops spaces in Latin text: compare without whitespace, case-insensitively."""
+    return re.sub(r"\s+", "", text).upper()
+
+
+def read_text(result: dict) -> str:
+    """One image's lines in the order returned, joined and squashed. Joined rather than compared line by line:
+    the detector may legitimately split a rendered line at a word gap ("MEMO RENT" came back as two boxes on
+    one CI CPU and as one box here), while the order and every character are still checked."""
+    return squash("".join(line["text"] for line in result["lines"]))
+
+
+def expected_text(lines: list[str]) -> str:
+    """What `read_text` should give for an image rendered from `lines`."""
+    return squash("".join(lines))
+
+
+def render_text(lines: list[str], size: int = 36, padding: int = 40, mode: str = "RGB") -> Image.Image:
+    """A white page with `lines` in black, drawn with Pillow's built-in TrueType font."""
+    font = ImageFont.load_default(size=size)
+    widths = [font.getbbox(line)[2] for line in lines]
+    line_height = int(size * 1.6)
+    width = max(widths) + 2 * padding
+    height = line_height * len(lines) + 2 * padding
+    page = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(page)
+    for i, line in enumerate(lines):
+        draw.text((padding, padding + i * line_height), line, fill="black", font=font)
+    return page.convert(mode) if mode != "RGB" else page
+
+
+def encode(image: Image.Image, fmt: str = "PNG", **save_args: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **save_args)
+    return buffer.getvalue()
 
 EXIF_ORIENTATION = 0x0112
 

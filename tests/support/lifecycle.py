@@ -1,5 +1,5 @@
-"""Support for the model-lifecycle tests: versions that read differently, a golden set, a load generator
-and an admin client. Everything is real: versions are real PP-OCRv4 weights published with the real
+"""Support for the model-lifecycle tests: versions that read differently, a golden set, a check for
+the load generator and an admin client. Everything is real: versions are real PP-OCRv4 weights published with the real
 publishing code, load is real HTTP against real Gunicorn workers.
 
 How versions are told apart by behaviour: every variant has the default version's weights, but its
@@ -15,19 +15,17 @@ from __future__ import annotations
 import json
 import random
 import shutil
-import threading
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import requests
 
 from server.repository.layout import ModelRepository
 from server.repository.manifest import read_manifest
 from server.repository.publish import publish
-from tests.helpers import encode, render_text, squash
+from tests.support.images import encode, render_text, squash
+from tests.support.load import Check
 
 DIGITS = "0123456789"
 LOAD_LINES = ["TOTAL DUE", DIGITS]
@@ -94,107 +92,22 @@ def load_image() -> bytes:
     return encode(render_text(LOAD_LINES))
 
 
-@dataclass
-class Outcome:
-    started: float
-    ended: float
-    status: int | None
-    version: str | None
-    problem: str = ""  # empty when the response was a 200 with the right text for its version
+def expect_versions(expected: dict[str, str]) -> Check:
+    """A check for `LoadGenerator`: a 200 from a version in `expected` (version -> text; tests add
+    versions as they publish them) that read that version's text."""
 
+    def check(response: requests.Response) -> str:
+        version = response.headers.get("X-Model-Version")
+        if response.status_code != 200:
+            return f"HTTP {response.status_code}: {response.text[:300]}"
+        if version not in expected:
+            return f"served by unexpected version {version!r}"
+        text = "\n".join(line["text"] for line in response.json()["results"][0]["lines"])
+        if squash(text) != squash(expected[version]):
+            return f"version {version} read {text!r}, expected {expected[version]!r}"
+        return ""
 
-class LoadGenerator:
-    """`clients` threads posting the same image without pause; every response is checked on the spot
-    against the text expected from the version named in its X-Model-Version header."""
-
-    def __init__(self, url: str, image: bytes, expected: dict[str, str], clients: int = 8) -> None:
-        self.url = url
-        self.image = image
-        self.expected = expected  # version -> expected text; tests add versions as they publish them
-        self.clients = clients
-        self.outcomes: list[Outcome] = []
-        self._inflight: dict[int, float] = {}  # client -> start of its request in flight
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-
-    def _client(self, index: int) -> None:
-        session = requests.Session()
-        while not self._stop.is_set():
-            started = time.monotonic()
-            with self._lock:
-                self._inflight[index] = started
-            status = version = None
-            problem = ""
-            try:
-                response = session.post(f"{self.url}/v1/ocr", data=self.image,
-                                        headers={"Content-Type": "image/png"}, timeout=180)
-                status = response.status_code
-                version = response.headers.get("X-Model-Version")
-                if status != 200:
-                    problem = f"HTTP {status}: {response.text[:300]}"
-                elif version not in self.expected:
-                    problem = f"served by unexpected version {version!r}"
-                else:
-                    text = "\n".join(line["text"] for line in response.json()["results"][0]["lines"])
-                    if squash(text) != squash(self.expected[version]):
-                        problem = f"version {version} read {text!r}, expected {self.expected[version]!r}"
-            except requests.RequestException as exc:
-                problem = f"{type(exc).__name__}: {exc}"
-            with self._lock:
-                self.outcomes.append(Outcome(started, time.monotonic(), status, version, problem))
-                del self._inflight[index]
-
-    def start(self) -> None:
-        for i in range(self.clients):
-            thread = threading.Thread(target=self._client, args=(i,), name=f"load-{i}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    def stop(self) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=200)
-
-    def finished_before(self, moment: float) -> bool:
-        """Whether every request that started before `moment` has ended."""
-        with self._lock:
-            return all(started > moment for started in self._inflight.values())
-
-    def between(self, start: float, end: float) -> list[Outcome]:
-        """Ended requests that started within [start, end] (monotonic clock)."""
-        with self._lock:
-            return [o for o in self.outcomes if start <= o.started <= end]
-
-    @contextmanager
-    def window(self) -> Iterator["Window"]:
-        """The requests sent during a `with` block (waits for those in flight to end on exit)."""
-        window = Window(self, time.monotonic())
-        yield window
-        window.close()
-
-
-@dataclass
-class Window:
-    load: LoadGenerator
-    start: float
-    end: float | None = None
-    outcomes: list[Outcome] = field(default_factory=list)
-
-    def close(self) -> None:
-        self.end = time.monotonic()
-        deadline = self.end + 200
-        while not self.load.finished_before(self.end) and time.monotonic() < deadline:
-            time.sleep(0.1)  # let the requests started in the window finish
-        self.outcomes = self.load.between(self.start, self.end)
-
-    def assert_clean(self, minimum: int = 1) -> None:
-        assert self.outcomes and len(self.outcomes) >= minimum, f"only {len(self.outcomes)} requests ran"
-        failed = [o for o in self.outcomes if o.problem]
-        assert not failed, f"{len(failed)} of {len(self.outcomes)} requests failed, e.g. {[o.problem for o in failed[:5]]}"
-
-    def versions(self) -> set[str]:
-        return {o.version for o in self.outcomes if o.version}
+    return check
 
 
 class Admin:
@@ -238,15 +151,17 @@ def serving_versions(admin: Admin) -> dict[int, str | None]:
     return {w["slot"]: w["serving"] for w in admin.models()["workers"]}
 
 
-def wait_converged(admin: Admin, worker_pids: list[int], version: str, bound_s: float) -> float:
+def wait_converged(admin: Admin, worker_pids: list[int], version: str, bound_s: float, drained: bool = False) -> float:
     """Wait until every live worker (exactly the server's worker processes) serves `version` and none is
-    loading; returns the seconds it took, failing if that exceeds `bound_s`."""
+    loading (and, with `drained`, none still holds a replaced version); returns the seconds it took,
+    failing if that exceeds `bound_s`."""
     started = time.monotonic()
 
     def converged() -> bool:
         workers = admin.models()["workers"]
         return (sorted(w["pid"] for w in workers) == sorted(worker_pids)
-                and all(w["serving"] == version and w["loading"] is None for w in workers))
+                and all(w["serving"] == version and w["loading"] is None and not (drained and w["draining"])
+                        for w in workers))
 
     wait_for(converged, bound_s, f"every worker to serve {version}")
     return time.monotonic() - started

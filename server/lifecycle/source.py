@@ -1,11 +1,11 @@
-"""The reading side of the publishing protocol: is a version directory ready to be loaded?
+"""The source: what versions the repository offers now (the reading side of the publishing protocol).
 
-A version is a *candidate* only when its `manifest.json` exists, names the directory's version, and
+A version is whole (state NEW until it is judged) only when its `manifest.json` exists, names the directory's version, and
 every file it lists matches its sha256 (a publisher that renames a finished copy into place from a
 dot-prefixed staging directory satisfies this at once). Anything short of that is one of:
 
-- *pending*: the directory changed less than `settle_s` ago - a copy is in progress, look again later;
-- *rejected*: it has been still for `settle_s` and is still wrong - say why, and do not look again
+- PENDING: the directory changed less than `settle_s` ago - a copy is in progress, look again later;
+- REJECTED: it has been still for `settle_s` and is still wrong - say why, and do not look again
   until its files change (the fingerprint below tells).
 
 Symlinks are allowed inside the repository (Kubernetes volumes are built from them) but a version
@@ -24,17 +24,11 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 
+from server.lifecycle.states import VersionState
 from server.repository.layout import ModelRepository
 from server.repository.manifest import MANIFEST_NAME, Manifest, ManifestError, read_manifest, verify_files
-
-
-class Readiness(str, Enum):
-    PENDING = "pending"
-    CANDIDATE = "candidate"
-    REJECTED = "rejected"
 
 
 @dataclass(frozen=True)
@@ -43,12 +37,19 @@ class Inspection:
 
     version: str
     path: Path
-    readiness: Readiness
+    state: VersionState  # PENDING, NEW (whole) or REJECTED
     reason: str
     fingerprint: str  # changes whenever any file of the version changes
     changed_at: float  # newest ctime under the directory (unix time)
     manifest: Manifest | None = None
     code: str = ""  # short code of the problem, when there is one (used as a metric label)
+
+    def unchanged(self) -> bool:
+        """Whether the version's files are still those this inspection saw."""
+        try:
+            return fingerprint(self.path)[0] == self.fingerprint
+        except OSError:
+            return False
 
 
 @dataclass(frozen=True)
@@ -126,20 +127,20 @@ def fingerprint(version_dir: Path) -> tuple[str, float]:
 def inspect_version(
     repo: ModelRepository, version: str, settle_s: float, cache: VerifyCache, now: float | None = None
 ) -> Inspection:
-    """Classify `version` of `repo` as candidate, pending or rejected (see the module docstring).
+    """Classify `version` of `repo` as NEW (whole), PENDING or REJECTED (see the module docstring).
 
     Raises OSError when the directory vanishes or cannot be read while it is inspected."""
     now = time.time() if now is None else now
     path = repo.version_dir(version)
     if not repo.is_inside(path):
         target = os.path.realpath(path)
-        return Inspection(version, path, Readiness.REJECTED,
+        return Inspection(version, path, VersionState.REJECTED,
                           f"resolves outside the model repository (symlink to {target})",
                           fingerprint=f"outside:{target}", changed_at=0.0, code="outside_repository")
     if not path.is_dir():
         link_changed = path.lstat().st_ctime if path.is_symlink() else now
         settled_link = now - link_changed >= settle_s
-        return Inspection(version, path, Readiness.REJECTED if settled_link else Readiness.PENDING,
+        return Inspection(version, path, VersionState.REJECTED if settled_link else VersionState.PENDING,
                           "not a directory (dangling symlink?)", f"notdir:{os.path.realpath(path)}", link_changed,
                           code="not_a_directory")
     digest, changed_at = fingerprint(path)
@@ -147,8 +148,8 @@ def inspect_version(
 
     def problem(code: str, reason: str, manifest: Manifest | None = None) -> Inspection:
         if settled:
-            return Inspection(version, path, Readiness.REJECTED, reason, digest, changed_at, manifest, code)
-        return Inspection(version, path, Readiness.PENDING, f"still changing (copy in progress?): {reason}",
+            return Inspection(version, path, VersionState.REJECTED, reason, digest, changed_at, manifest, code)
+        return Inspection(version, path, VersionState.PENDING, f"still changing (copy in progress?): {reason}",
                           digest, changed_at, manifest, code)
 
     try:
@@ -164,7 +165,7 @@ def inspect_version(
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         return problem("verify_failed", f"verification failed: {shown}", manifest)
-    return Inspection(version, path, Readiness.CANDIDATE, "", digest, changed_at, manifest)
+    return Inspection(version, path, VersionState.NEW, "", digest, changed_at, manifest)
 
 
 def scan_repository(repo: ModelRepository, settle_s: float, cache: VerifyCache) -> Scan:
@@ -180,7 +181,7 @@ def scan_repository(repo: ModelRepository, settle_s: float, cache: VerifyCache) 
         try:
             versions[name] = inspect_version(repo, name, settle_s, cache, now)
         except OSError as exc:  # removed or changed under our feet: the next scan sees how it ends
-            versions[name] = Inspection(name, repo.version_dir(name), Readiness.PENDING,
+            versions[name] = Inspection(name, repo.version_dir(name), VersionState.PENDING,
                                         f"cannot be read yet: {exc.strerror or exc}", "unreadable", now,
                                         code="unreadable")
     # A repository that vanished or changed while we looked (an unmount, a directory swap) gives a
