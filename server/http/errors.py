@@ -2,7 +2,7 @@
 
 Clients branch on the code; people read the message; support staff find the request in the logs by its
 `request_id`. Bad input is always a 4xx from here, never a 500: the layers below raise their own
-errors (`DecodeError` for documents, `Refused` for lifecycle commands), mapped to responses here, in one place. Errors raised by Flask and Werkzeug
+errors (`InputError`s such as `DecodeError` for documents, `Refused` for lifecycle commands), mapped to responses here, in one place. Errors raised by Flask and Werkzeug
 themselves (unknown path, wrong method, body over the limit) get the same JSON shape and keep their
 protocol headers (`Allow` on a 405).
 """
@@ -15,22 +15,14 @@ from typing import Any
 from flask import Flask, Response, g, has_request_context, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from server.documents.errors import DecodeError
+from server.documents.errors import InputError
 from server.lifecycle import Refused
 
 log = logging.getLogger(__name__)
 
 
-class ApiError(Exception):
-    """A client-facing failure: HTTP status, stable machine code, human message, optional details."""
-
-    def __init__(self, status: int, code: str, message: str, **details: Any) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
-        self.headers: dict[str, str] = {}
+class ApiError(InputError):
+    """A client-facing failure found by the HTTP layer itself."""
 
 
 def error_response(status: int, code: str, message: str, **details: Any) -> Response:
@@ -71,15 +63,11 @@ def _too_large_message(app: Flask) -> str:
 
 
 def register_error_handlers(app: Flask) -> None:
-    @app.errorhandler(ApiError)
-    def _api_error(exc: ApiError) -> Response:
+    @app.errorhandler(InputError)
+    def _input_error(exc: InputError) -> Response:
         response = error_response(exc.status, exc.code, exc.message, **exc.details)
         response.headers.update(exc.headers)
         return response
-
-    @app.errorhandler(DecodeError)
-    def _decode_error(exc: DecodeError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, **exc.details)
 
     @app.errorhandler(Refused)
     def _refused(exc: Refused) -> Response:
