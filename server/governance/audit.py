@@ -97,9 +97,10 @@ def _chain_from(last: bytes | None) -> tuple[str, int]:
 
 
 class AuditLog:
-    def __init__(self, path: Path, syslog: SyslogTarget | None = None) -> None:
+    def __init__(self, path: Path, syslog: SyslogTarget | None = None, *, forward_queue_size: int = 10_000) -> None:
         self.path = path
         self._syslog = syslog
+        self._queue_size = forward_queue_size
         self._forwarder: SyslogForwarder | None = None
         self._forwarder_pid = 0
 
@@ -109,7 +110,7 @@ class AuditLog:
         if self._syslog is None:
             return None
         if self._forwarder is None or self._forwarder_pid != os.getpid():
-            self._forwarder = SyslogForwarder(self._syslog)
+            self._forwarder = SyslogForwarder(self._syslog, queue_size=self._queue_size)
             self._forwarder_pid = os.getpid()
         return self._forwarder
 

@@ -40,7 +40,6 @@ SD_FIELDS = ("seq", "actor", "roles", "address", "action", "version", "version_d
              "hash", "prev")
 _OK = {"ok", "success", "available", "serving"}
 _BOM = "\ufeff"
-_QUEUE_SIZE = 10_000
 _MAX_BACKOFF_S = 30.0
 
 
@@ -82,7 +81,7 @@ def format_message(record: dict[str, Any], line: str, *, hostname: str, procid: 
 class SyslogForwarder:
     """Sends submitted records from a daemon thread; `submit` only enqueues."""
 
-    def __init__(self, target: SyslogTarget, *, queue_size: int = _QUEUE_SIZE, timeout_s: float = 5.0) -> None:
+    def __init__(self, target: SyslogTarget, *, queue_size: int = 10_000, timeout_s: float = 5.0) -> None:
         self.target = target
         self.sent = 0
         self.dropped = 0  # not forwarded because the queue was full
