@@ -354,3 +354,23 @@ def test_cli_hash_key(tmp_path: Path) -> None:
                                               if not line.startswith("#")))
     assert Authorizer(policy_path=policy).decide(Action.READ_AUDIT, f"Bearer {key}").allowed
     assert run(stdin="\n").returncode == 2 and run("--role", "root", stdin="k\n").returncode == 2
+
+
+def _readme_yaml(section: str) -> Any:
+    """The first ```yaml block of a README section."""
+    text = (ROOT / "README.md").read_text()
+    body = text[text.index(f"### {section}\n"):]
+    start = body.index("```yaml\n") + len("```yaml\n")
+    return yaml.safe_load(body[start:body.index("```", start)])
+
+
+def test_the_readme_samples_are_valid(tmp_path: Path, provider: Provider) -> None:
+    from server.repository.card import ModelCard
+
+    ModelCard.from_json(_readme_yaml("The model card"))
+    policy, _ = load_policy(write_policy(tmp_path / "policy.yaml", _readme_yaml("Roles and the access policy")))
+    assert policy.four_eyes and [k.name for k in policy.api_keys] == ["ci-publisher", "mlops"]
+    jwt_section = _readme_yaml("Wiring an OIDC provider")
+    jwt_section["jwt"]["jwks_file"] = str(provider.jwks)
+    policy, _ = load_policy(write_policy(tmp_path / "oidc.yaml", jwt_section))
+    assert policy.jwt is not None and policy.jwt.settings.role_map is not None

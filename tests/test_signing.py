@@ -328,3 +328,19 @@ def test_sign_refuses_a_directory_whose_manifest_names_another_version(tmp_path:
                 {"OCR_STATE_DIR": str(tmp_path / "state")})
     assert done.returncode == 1 and "names version 1.0.0" in done.stderr
     assert not (renamed / SIGNATURE_NAME).exists()
+
+
+def test_a_key_added_to_the_trust_directory_is_trusted_at_the_next_check(tmp_path: Path,
+                                                                        keys: dict[str, KeyPair]) -> None:
+    store_dir = tmp_path / "trust"
+    store_dir.mkdir()
+    (store_dir / "release.pem").write_text(trust_entry(keys["release"]))
+    version = published(tmp_path, "1.0.0")
+    sign_directory(version, keys["other"].private_key)
+    checker = SignatureChecker(store_dir, None, reload_interval_s=0)
+    assert checker.check(version, "ppocr").problem is SignatureProblem.UNTRUSTED_KEY
+    (store_dir / "other.pem").write_text(trust_entry(keys["other"], "ppocr", "other-team"))
+    status = checker.check(version, "ppocr")
+    assert status.verified and status.key_name == "other-team"
+    (store_dir / "other.pem").unlink()
+    assert checker.check(version, "ppocr").problem is SignatureProblem.UNTRUSTED_KEY

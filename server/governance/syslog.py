@@ -86,7 +86,7 @@ class SyslogForwarder:
         self.sent = 0
         self.dropped = 0  # not forwarded because the queue was full
         self.failures = 0  # sends that failed (and were retried, over TCP)
-        self._queue: queue.Queue[bytes] = queue.Queue(queue_size)
+        self._queue: queue.Queue[tuple[dict[str, Any], str]] = queue.Queue(queue_size)
         self._timeout_s = timeout_s
         self._hostname = socket.gethostname()
         self._socket: socket.socket | None = None
@@ -95,10 +95,10 @@ class SyslogForwarder:
         self._thread.start()
 
     def submit(self, record: dict[str, Any], line: str) -> bool:
-        """Queue one record; False when the queue is full and the record is not forwarded."""
-        message = format_message(record, line, hostname=self._hostname, procid=os.getpid())
+        """Queue one record; False when the queue is full and the record is not forwarded. (Formatting
+        happens in the sending thread, off the caller's path.)"""
         try:
-            self._queue.put_nowait(message)
+            self._queue.put_nowait((record, line))
         except queue.Full:
             self.dropped += 1
             return False
@@ -148,10 +148,11 @@ class SyslogForwarder:
         backoff = 0.0
         while not self._stop.is_set():
             try:
-                message = self._queue.get(timeout=0.5)
+                record, line = self._queue.get(timeout=0.5)
             except queue.Empty:
                 continue
             try:
+                message = format_message(record, line, hostname=self._hostname, procid=os.getpid())
                 while not self._stop.is_set():
                     try:
                         self._send(message)
