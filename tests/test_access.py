@@ -101,7 +101,8 @@ def test_the_admin_token_is_one_admin_identity() -> None:
     assert (wrong.status, wrong.code, wrong.identity) == (401, "invalid_token", None)
     assert wrong.www_authenticate == 'Bearer realm="ocr-server", error="invalid_token"'
     missing = authorizer.decide(Action.PROMOTE, None)
-    assert (missing.status, missing.code, missing.www_authenticate) == (401, "unauthorized", 'Bearer realm="ocr-server"')
+    assert (missing.status, missing.code) == (401, "unauthorized")
+    assert missing.www_authenticate == 'Bearer realm="ocr-server"'
     for header in ("Basic czNjcmV0", "Bearer", "Bearer a b", "s3cret-token"):
         malformed = authorizer.decide(Action.PROMOTE, header)
         assert (malformed.status, malformed.code) == (401, "invalid_authorization"), header

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 
@@ -27,7 +27,7 @@ WORKERS = 3
 PER_WORKER = 150
 
 
-def _append_many(path: str, worker: int, count: int, start: multiprocessing.synchronize.Event) -> None:  # type: ignore[name-defined]
+def _append_many(path: str, worker: int, count: int, start: Any) -> None:
     log = AuditLog(Path(path))
     start.wait(60)
     for n in range(count):

@@ -33,7 +33,8 @@ FULL_CARD = {
 def test_a_full_card_round_trips() -> None:
     card = ModelCard.from_json(FULL_CARD)
     assert card.training_data is not None and card.training_data.sha256 == "ab" * 32
-    assert card.evaluation is not None and card.evaluation.metrics == {"cer": 0.066, "line_recall": 0.78, "images": 40.0}
+    assert card.evaluation is not None
+    assert card.evaluation.metrics == {"cer": 0.066, "line_recall": 0.78, "images": 40.0}
     assert ModelCard.from_json(card.to_json()) == card
     assert card.to_json()["evaluation"]["metrics"]["images"] == 40.0
 

@@ -85,4 +85,5 @@ def test_we_accept_a_model_signing_signature(setup: tuple[Path, KeyPair, dict[st
     (version / "manifest.json").write_text(json.dumps(manifest))
     tampered = ours(env, "models", "verify", str(version))
     assert tampered.returncode == 1
-    assert json.loads(tampered.stdout)["problem"] == "tampered" and json.loads(tampered.stdout)["file"] == "manifest.json"
+    report = json.loads(tampered.stdout)
+    assert report["problem"] == "tampered" and report["file"] == "manifest.json"

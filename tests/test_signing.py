@@ -48,7 +48,8 @@ def check(version_dir: Path, trust_file: Path, revocations: Revocations | None =
     return verify_version(version_dir, pipeline, store, revocations or Revocations())
 
 
-def test_a_signed_version_verifies_and_names_its_key(tmp_path: Path, keys: dict[str, KeyPair], trust_file: Path) -> None:
+def test_a_signed_version_verifies_and_names_its_key(tmp_path: Path, keys: dict[str, KeyPair],
+                                                     trust_file: Path) -> None:
     version = published(tmp_path, "1.0.0")
     result = sign_directory(version, keys["release"].private_key)
     assert result.path == version / SIGNATURE_NAME and result.key_id == key_id(keys["release"].private_key.public_key())
@@ -306,7 +307,8 @@ def test_cli_sign_verify_and_publish_with_a_key(tmp_path: Path, keys: dict[str, 
     events = [(e["action"], e["version"], e["result"], e.get("key_id"))
               for e in read_audit(tmp_path / "state" / "audit.log")]
     kid = key_id(keys["release"].private_key.public_key())
-    assert events == [("sign", "1.0.0", "ok", kid), ("publish", "1.1.0", "ok", kid), ("publish", "1.2.0", "failed", None)]
+    assert events == [("sign", "1.0.0", "ok", kid), ("publish", "1.1.0", "ok", kid),
+                      ("publish", "1.2.0", "failed", None)]
 
 
 def test_an_encrypted_signing_key_needs_its_password(tmp_path: Path) -> None:

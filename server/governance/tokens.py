@@ -79,7 +79,8 @@ class JwtVerifier:
             raise ValueError(f"{settings.jwks_file} is not JSON: {exc}") from exc
         keys = data.get("keys") if isinstance(data, dict) else None
         if not isinstance(keys, list) or not keys:
-            raise ValueError(f"{settings.jwks_file}: expected a JWKS document {{\"keys\": [...]}} with at least one key")
+            raise ValueError(f"{settings.jwks_file}: expected a JWKS document {{\"keys\": [...]}} "
+                             "with at least one key")
         self._keys: list[dict[str, Any]] = []
         for number, key in enumerate(keys, start=1):
             if not isinstance(key, dict) or key.get("kty") not in _KEY_TYPE.values():

@@ -146,8 +146,8 @@ def load_trust_store(path: Path) -> tuple[TrustStore, list[Path]]:
         digest.update(file.name.encode() + b"\0" + raw + b"\0")
         for key in _parse_key_file(file, raw.decode("utf-8", errors="replace")):
             if key.key_id in keys:
-                raise TrustConfigError(f"{file}: key {key.key_id[:12]}... is already trusted by {keys[key.key_id].source}"
-                                       "; list each key once")
+                raise TrustConfigError(f"{file}: key {key.key_id[:12]}... is already trusted by "
+                                       f"{keys[key.key_id].source}; list each key once")
             keys[key.key_id] = key
     return TrustStore(keys, digest.hexdigest()), watched
 

@@ -66,8 +66,8 @@ class SignatureStatus:
         return self.problem is None
 
     def to_json(self) -> dict[str, Any]:
-        return {"signed": self.signed, "verified": self.verified, "problem": self.problem.value if self.problem else None,
-                "reason": self.reason, "key_id": self.key_id, "key_name": self.key_name,
+        return {"signed": self.signed, "verified": self.verified,
+                "problem": self.problem.value if self.problem else None, "reason": self.reason, "key_id": self.key_id, "key_name": self.key_name,
                 "version_digest": self.version_digest, "file": self.file, "verified_at": self.verified_at}
 
 
