@@ -24,8 +24,12 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from server.config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 
 
 def _settings_with(args: argparse.Namespace) -> Settings:
@@ -127,7 +131,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _signing_key(path: Path, password_file: Path | None) -> object:
+def _signing_key(path: Path, password_file: Path | None) -> "EllipticCurvePrivateKey":
     from server.governance.signing import load_private_key
 
     password = password_file.read_bytes().rstrip(b"\r\n") if password_file else None
@@ -148,14 +152,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
     audit = audit_log_from_settings(settings)
     actor = f"cli:{default_publisher()}"
     signed: list[str] = []
-
-    def sign(staging: Path) -> None:
-        signed.append(sign_directory(staging, key, name=args.version).key_id)  # type: ignore[arg-type]
-
     try:
         card = load_card(args.card) if args.card else None
         key = _signing_key(args.sign_key, args.password_file) if args.sign_key else None
-        target = publish(args.src, repo, args.version, card=card, finalize=sign if key is not None else None)
+        sign = None if key is None else (lambda staging: signed.append(
+            sign_directory(staging, key, name=args.version).key_id))
+        target = publish(args.src, repo, args.version, card=card, finalize=sign)
     except (PublishError, VersionNameError, CardError, TrustConfigError, OSError) as exc:
         audit.append("publish", actor=actor, version=args.version, result="failed", reason=str(exc))
         print(f"ocr-server: cannot publish {args.src} as {args.version}: {exc}", file=sys.stderr)
@@ -187,7 +189,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
         if manifest.version != version_dir.resolve().name:
             raise ManifestError(f"the manifest names version {manifest.version}, not the directory's "
                                 f"{version_dir.resolve().name}")
-        result = sign_directory(version_dir, _signing_key(args.key, args.password_file))  # type: ignore[arg-type]
+        result = sign_directory(version_dir, _signing_key(args.key, args.password_file))
     except (ManifestError, TrustConfigError, OSError) as exc:
         audit.append("sign", actor=actor, version=version_dir.name, result="failed", reason=str(exc))
         print(f"ocr-server: cannot sign {version_dir}: {exc}", file=sys.stderr)
