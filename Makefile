@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA ?= ../shared/data/sroie-dev
 
-.PHONY: setup models serve test test-fast clean bench-setup bench-paddleocr-setup bench-parity bench-pipeline bench-server bench-memory bench
+.PHONY: setup models serve test test-fast clean interop-setup bench-setup bench-paddleocr-setup bench-parity bench-pipeline bench-server bench-memory bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ models: setup
 serve: models
 	$(BIN)/ocr-server serve
 
-test: models
+test: models interop-setup
 	$(BIN)/python -m pytest -q
 
 # The inner loop: the unit tests and one real server (README, "Development"); `make test` runs all.
@@ -33,8 +33,19 @@ FAST_TESTS := tests/test_architecture.py tests/test_controller.py tests/test_lif
 test-fast: models
 	$(BIN)/python -m pytest -q $(FAST_TESTS)
 
+# The OpenSSF model-signing CLI in a venv of its own, for the signature interoperability tests.
+MODEL_SIGNING_VENV ?= .venv-modelsigning
+MODEL_SIGNING_STAMP := $(MODEL_SIGNING_VENV)/.installed
+
+$(MODEL_SIGNING_STAMP): tests/requirements-model-signing.txt
+	$(PYTHON) -m venv $(MODEL_SIGNING_VENV)
+	$(MODEL_SIGNING_VENV)/bin/pip install -q --disable-pip-version-check -r tests/requirements-model-signing.txt
+	touch $(MODEL_SIGNING_STAMP)
+
+interop-setup: $(MODEL_SIGNING_STAMP)
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(MODEL_SIGNING_VENV) .pytest_cache
 
 # Benchmarks (bench/README.md). DATA is an SROIE-layout directory; results go to bench/results/.
 BENCH_STAMP := $(VENV)/.bench-installed

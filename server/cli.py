@@ -6,7 +6,11 @@
     ocr-server models install --list
     ocr-server models install-golden [--model-repo DIR] [--seed N] [--force]
     ocr-server models list [--model-repo DIR]
-    ocr-server models publish SRC --version V [--model-repo DIR]
+    ocr-server models publish SRC --version V [--model-repo DIR] [--card CARD.yaml] [--sign-key KEY.pem]
+    ocr-server models sign VERSION_DIR --key KEY.pem [--password-file FILE]
+    ocr-server models verify VERSION_DIR
+    ocr-server audit verify [--audit-log PATH]
+    ocr-server auth hash-key [--generate] [--name NAME] [--role ROLE ...]
 
 Every flag has an environment variable (see `server.config`); flags win. `serve` replaces itself with
 Gunicorn, so signals (SIGTERM for a graceful stop, SIGHUP to reload workers) reach Gunicorn directly.
@@ -20,8 +24,12 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from server.config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 
 
 def _settings_with(args: argparse.Namespace) -> Settings:
@@ -123,23 +131,128 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _signing_key(path: Path, password_file: Path | None) -> "EllipticCurvePrivateKey":
+    from server.governance.signing import load_private_key
+
+    password = password_file.read_bytes().rstrip(b"\r\n") if password_file else None
+    return load_private_key(path, password)
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
-    from server.governance.audit import AuditLog
+    from server.governance.audit import audit_log_from_settings
+    from server.governance.signing import sign_directory
+    from server.governance.trust import TrustConfigError
+    from server.governance.verify import version_digest
+    from server.repository.card import CardError, load_card
     from server.repository.layout import ModelRepository, VersionNameError
     from server.repository.publish import PublishError, default_publisher, publish
 
     settings = _settings_with(args)
     repo = ModelRepository(settings.model_repo, settings.pipeline_name)
-    audit = AuditLog(settings.effective_audit_log)
+    audit = audit_log_from_settings(settings)
     actor = f"cli:{default_publisher()}"
+    signed: list[str] = []
     try:
-        target = publish(args.src, repo, args.version)
-    except (PublishError, VersionNameError, OSError) as exc:
+        card = load_card(args.card) if args.card else None
+        key = _signing_key(args.sign_key, args.password_file) if args.sign_key else None
+        sign = None if key is None else (lambda staging: signed.append(
+            sign_directory(staging, key, name=args.version).key_id))
+        target = publish(args.src, repo, args.version, card=card, finalize=sign)
+    except (PublishError, VersionNameError, CardError, TrustConfigError, OSError) as exc:
         audit.append("publish", actor=actor, version=args.version, result="failed", reason=str(exc))
         print(f"ocr-server: cannot publish {args.src} as {args.version}: {exc}", file=sys.stderr)
         return 1
-    audit.append("publish", actor=actor, version=args.version, source=str(args.src.resolve()))
-    print(json.dumps({"version": args.version, "path": str(target)}))
+    digest = version_digest(target)
+    key_id = signed[0] if signed else None
+    audit.append("publish", actor=actor, version=args.version, version_digest=digest, source=str(args.src.resolve()),
+                 key_id=key_id)
+    print(json.dumps({"version": args.version, "path": str(target), "version_digest": digest, "key_id": key_id}))
+    return 0
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    """Sign a published version in place. Signing changes the version's files (model.sig appears),
+    so a running server re-evaluates it as it does any changed version."""
+    from server.governance.audit import audit_log_from_settings
+    from server.governance.signing import sign_directory
+    from server.governance.trust import TrustConfigError
+    from server.governance.verify import version_digest
+    from server.repository.manifest import ManifestError, read_manifest
+    from server.repository.publish import default_publisher
+
+    settings = _settings_with(args)
+    audit = audit_log_from_settings(settings)
+    actor = f"cli:{default_publisher()}"
+    version_dir: Path = args.version_dir
+    try:
+        manifest = read_manifest(version_dir)
+        if manifest.version != version_dir.resolve().name:
+            raise ManifestError(f"the manifest names version {manifest.version}, not the directory's "
+                                f"{version_dir.resolve().name}")
+        result = sign_directory(version_dir, _signing_key(args.key, args.password_file))
+    except (ManifestError, TrustConfigError, OSError) as exc:
+        audit.append("sign", actor=actor, version=version_dir.name, result="failed", reason=str(exc))
+        print(f"ocr-server: cannot sign {version_dir}: {exc}", file=sys.stderr)
+        return 1
+    digest = version_digest(version_dir)
+    audit.append("sign", actor=actor, version=manifest.version, version_digest=digest, key_id=result.key_id)
+    print(json.dumps({"version": manifest.version, "signature": str(result.path), "key_id": result.key_id,
+                      "version_digest": digest}))
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Check a version's signature against OCR_TRUSTED_KEYS and OCR_REVOCATION_LIST, as the server
+    would; the pipeline is the name of the directory the version sits in."""
+    from server.governance.trust import TrustConfigError
+    from server.governance.verify import SignatureChecker
+
+    settings = _settings_with(args)
+    try:
+        checker = SignatureChecker.from_settings(settings)
+    except TrustConfigError as exc:
+        print(f"ocr-server: {exc}", file=sys.stderr)
+        return 2
+    version_dir: Path = args.version_dir.resolve()
+    status = checker.check(version_dir, version_dir.parent.name)
+    print(json.dumps(status.to_json(), indent=2))
+    return 0 if status.verified else 1
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from server.governance.audit import verify_chain
+
+    settings = _settings_with(args)
+    path: Path = args.audit_log or settings.effective_audit_log
+    try:
+        report = verify_chain(path)
+    except OSError as exc:
+        print(f"ocr-server: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(report.message(path), file=sys.stdout if report.ok else sys.stderr)
+    return 0 if report.ok else 1
+
+
+def cmd_hash_key(args: argparse.Namespace) -> int:
+    """Print the policy-file entry for an API key: read from stdin (so it stays out of the shell's
+    history), or generated. Only the sha256 goes into the policy; a generated key is shown once."""
+    from server.governance.access import generate_api_key, hash_api_key
+    from server.governance.roles import parse_roles
+
+    try:
+        roles = sorted(r.value for r in parse_roles(args.role or [], "--role"))
+    except ValueError as exc:
+        print(f"ocr-server: {exc}", file=sys.stderr)
+        return 2
+    if args.generate:
+        key = generate_api_key()
+        print(f"# the API key (give it to its holder; it is not stored anywhere): {key}")
+    else:
+        key = sys.stdin.readline().strip()
+        if not key:
+            print("ocr-server: give the API key on stdin, or --generate one", file=sys.stderr)
+            return 2
+    print(f"- name: {args.name}\n  sha256: {hash_api_key(key)}\n  roles: [{', '.join(roles)}]")
     return 0
 
 
@@ -184,7 +297,34 @@ def build_parser() -> argparse.ArgumentParser:
                                                   "its manifest.json, if any, gives settings and quality gate")
     publishing.add_argument("--version", required=True, help="new version name, e.g. 1.1.0-ppocrv4")
     publishing.add_argument("--model-repo", type=Path)
+    publishing.add_argument("--card", type=Path, help="model card (YAML): provenance recorded in the manifest")
+    publishing.add_argument("--sign-key", type=Path, help="sign the version with this PEM private key (ECDSA P-256)")
+    publishing.add_argument("--password-file", type=Path, help="file holding the signing key's password")
     publishing.set_defaults(func=cmd_publish)
+    signing = models_sub.add_parser("sign", help="sign a version directory (OpenSSF model-signing bundle, model.sig)")
+    signing.add_argument("version_dir", type=Path, metavar="VERSION_DIR")
+    signing.add_argument("--key", type=Path, required=True, help="PEM private key (ECDSA P-256, P-384 or P-521)")
+    signing.add_argument("--password-file", type=Path, help="file holding the key's password")
+    signing.set_defaults(func=cmd_sign)
+    verifying = models_sub.add_parser("verify", help="check a version's signature against OCR_TRUSTED_KEYS and "
+                                                     "OCR_REVOCATION_LIST (exit 1 unless verified)")
+    verifying.add_argument("version_dir", type=Path, metavar="VERSION_DIR")
+    verifying.set_defaults(func=cmd_verify)
+
+    audit = sub.add_parser("audit", help="the audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    audit_verify = audit_sub.add_parser("verify", help="check the audit log's hash chain (exit 1 naming the first "
+                                                       "bad line)")
+    audit_verify.add_argument("--audit-log", type=Path, help="the log to check (default: OCR_AUDIT_LOG's)")
+    audit_verify.set_defaults(func=cmd_audit_verify)
+
+    auth = sub.add_parser("auth", help="access control helpers")
+    auth_sub = auth.add_subparsers(dest="auth_command", required=True)
+    hash_key = auth_sub.add_parser("hash-key", help="print the policy entry (sha256) for an API key read from stdin")
+    hash_key.add_argument("--generate", action="store_true", help="generate a new random key instead")
+    hash_key.add_argument("--name", default="CHANGE-ME", help="the key's name in the policy and the audit log")
+    hash_key.add_argument("--role", action="append", help="a role of the key (repeatable)")
+    hash_key.set_defaults(func=cmd_hash_key)
     return parser
 
 

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlsplit
 
 
 class ConfigError(ValueError):
@@ -52,6 +53,21 @@ def _as_int(name: str, raw: str, minimum: int) -> int:
     if value < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
     return value
+
+
+def parse_syslog_target(value: str) -> tuple[str, str, int]:
+    """`udp://HOST:PORT`, `tcp://HOST:PORT` or `HOST:PORT` (UDP) -> (protocol, host, port); IPv6 in brackets."""
+    text = value.strip()
+    parts = urlsplit(text if "://" in text else f"udp://{text}")
+    if parts.scheme not in {"udp", "tcp"}:
+        raise ValueError(f"the protocol must be udp:// or tcp://, got {parts.scheme}://")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise ValueError(f"invalid port in {value!r}") from exc
+    if not parts.hostname or not port or parts.path not in {"", "/"}:
+        raise ValueError(f"expected [udp://|tcp://]HOST:PORT, got {value!r}")
+    return parts.scheme, parts.hostname, port
 
 
 @dataclass(frozen=True)
@@ -117,6 +133,20 @@ class Settings:
     # Page shapes (HEIGHTxWIDTH, comma-separated) run through a new version before it serves.
     warmup_shapes: str = field(default="960x480,480x800,320x320", metadata={"env": "OCR_WARMUP_SHAPES"})
 
+    # -- governance (see README, "Governance") --
+    # PEM public keys allowed to sign versions (a file, or a directory of *.pem / *.pub), each naming the
+    # pipelines it may sign for; empty: no key is trusted.
+    trusted_keys: str = field(default="", metadata={"env": "OCR_TRUSTED_KEYS"})
+    # YAML list of revoked signing key ids and version digests; empty: nothing is revoked.
+    revocation_list: str = field(default="", metadata={"env": "OCR_REVOCATION_LIST"})
+    # YAML access policy: API keys (sha256), JWT/OIDC settings, anonymous roles, four-eyes; empty: only
+    # OCR_ADMIN_TOKEN (one admin identity) and an open listing, as before roles existed.
+    auth_config: str = field(default="", metadata={"env": "OCR_AUTH_CONFIG"})
+    # Require the `client` role for the OCR API too (by default it is open to everyone).
+    inference_auth: bool = field(default=False, metadata={"env": "OCR_INFERENCE_AUTH"})
+    # Forward every audit record to a SIEM: udp://HOST:PORT, tcp://HOST:PORT or HOST:PORT (UDP); empty: off.
+    audit_syslog: str = field(default="", metadata={"env": "OCR_AUDIT_SYSLOG"})
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         """Build settings from `environ` (default `os.environ`), validating every value."""
@@ -161,6 +191,17 @@ class Settings:
         if not self.pipeline_name.isidentifier():
             raise ConfigError(f"OCR_PIPELINE must be a plain name, got {self.pipeline_name!r}")
         self.warmup_shape_list  # raises ConfigError when malformed
+        self.audit_syslog_target  # likewise
+
+    @property
+    def audit_syslog_target(self) -> tuple[str, str, int] | None:
+        """`audit_syslog` parsed into (protocol, host, port); None when forwarding is off."""
+        if not self.audit_syslog:
+            return None
+        try:
+            return parse_syslog_target(self.audit_syslog)
+        except ValueError as exc:
+            raise ConfigError(f"OCR_AUDIT_SYSLOG: {exc}") from exc
 
     @property
     def warmup_shape_list(self) -> tuple[tuple[int, int], ...]:

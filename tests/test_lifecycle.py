@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.governance.audit import AuditLog, read_audit
+from server.governance.audit import AuditLog, read_audit, verify_chain
 from server.lifecycle.manager import ModelManager
 from server.lifecycle.pins import Pin, PinStore
 from server.lifecycle.policy import preference, rollback_target
@@ -116,7 +116,8 @@ def test_audit_lines_from_many_processes_never_interleave(tmp_path: Path) -> Non
     events = read_audit(path)  # every line parses as JSON
     assert len(events) == 800
     assert {tuple(sorted(e)) for e in events} == {
-        ("action", "actor", "i", "reason", "result", "time", "version")}
+        ("action", "actor", "hash", "i", "prev", "reason", "result", "seq", "time", "version")}
+    assert verify_chain(path).ok  # the lines form one hash chain (server.governance.audit)
     for writer in range(4):
         assert [e["i"] for e in events if e["actor"] == f"worker-{writer}"] == list(range(200))
 

@@ -4,6 +4,7 @@ names, checksums, symlinks and atomicity are exercised directly and quickly."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -180,13 +181,17 @@ def test_cli_publish_writes_the_version_and_an_audit_line(tmp_path: Path) -> Non
     command = [sys.executable, "-m", "server.cli", "models", "publish", str(src), "--version", "3.1.0"]
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"version": "3.1.0", "path": str(tmp_path / "models" / "ppocr" / "3.1.0")}
+    target = tmp_path / "models" / "ppocr" / "3.1.0"
+    digest = hashlib.sha256((target / "manifest.json").read_bytes()).hexdigest()
+    assert json.loads(done.stdout) == {"version": "3.1.0", "path": str(target), "version_digest": digest,
+                                       "key_id": None}
     again = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 1 and "already exists" in again.stderr
     events = audit_lines(tmp_path / "state" / "audit.log")
     assert [(e["action"], e["version"], e["result"]) for e in events] == [
         ("publish", "3.1.0", "ok"), ("publish", "3.1.0", "failed")]
     assert events[0]["actor"].startswith("cli:") and events[1]["reason"]
+    assert events[0]["version_digest"] == digest
 
 
 def test_a_version_that_vanishes_while_inspected_is_not_judged(repo: ModelRepository, tmp_path: Path) -> None:

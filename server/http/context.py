@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from flask import current_app
 
 from server.config import Settings
-from server.governance.audit import AuditLog
+from server.governance.audit import AuditLog, audit_log_from_settings
 from server.lifecycle import Lifecycle, LifecycleConfig
 from server.lifecycle.statedir import StatePaths
 from server.quality.gate import GatePolicy
@@ -62,7 +62,7 @@ class ServerContext:
     @classmethod
     def build(cls, settings: Settings) -> "ServerContext":
         slot = worker_slot()
-        audit = AuditLog(settings.effective_audit_log)
+        audit = audit_log_from_settings(settings)
         lifecycle = Lifecycle.build(
             ModelRepository(settings.model_repo, settings.pipeline_name), runtime_options(settings, slot),
             lifecycle_config(settings), StatePaths(settings.effective_state_dir, settings.pipeline_name), audit, slot)

@@ -15,9 +15,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from server.repository.card import CardError, ModelCard
 from server.runtime.base import RUNTIMES
 
 MANIFEST_NAME = "manifest.json"
+# The version's signature (OpenSSF model-signing bundle, `server.governance.signing`). It covers every
+# file of the version, the manifest included, so the manifest cannot list it: it is written after.
+SIGNATURE_NAME = "model.sig"
 SCHEMA_VERSION = 1
 STAGES = ("det", "cls", "rec")
 _CHUNK = 1 << 20
@@ -52,6 +56,7 @@ class Manifest:
     files: dict[str, str]  # path relative to the version directory -> sha256 hex
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     quality_gate: dict[str, Any] = field(default_factory=dict)
+    card: ModelCard | None = None  # provenance (server.repository.card); left out of the JSON when unset
     schema: int = SCHEMA_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -59,6 +64,10 @@ class Manifest:
         data["stages"] = {
             name: {k: v for k, v in asdict(spec).items() if v is not None} for name, spec in self.stages.items()
         }
+        if self.card is None:
+            del data["card"]
+        else:
+            data["card"] = self.card.to_json()
         return data
 
     @classmethod
@@ -87,6 +96,13 @@ class Manifest:
         files = data["files"]
         if not isinstance(files, dict) or not all(isinstance(v, str) and len(v) == 64 for v in files.values()):
             raise ManifestError("files must map relative paths to sha256 hex digests")
+        if SIGNATURE_NAME in files:
+            raise ManifestError(f"files must not list {SIGNATURE_NAME}: the signature covers the manifest, not "
+                                "the other way round")
+        try:
+            card = None if data.get("card") is None else ModelCard.from_json(data["card"])
+        except CardError as exc:
+            raise ManifestError(f"card: {exc}") from exc
         return cls(
             name=str(data["name"]),
             version=str(data["version"]),
@@ -98,6 +114,7 @@ class Manifest:
             files=dict(files),
             settings=dict(data.get("settings") or {}),
             quality_gate=dict(data.get("quality_gate") or {}),
+            card=card,
             schema=int(data.get("schema", SCHEMA_VERSION)),
         )
 
@@ -133,11 +150,13 @@ def write_manifest(version_dir: Path, manifest: Manifest) -> None:
 
 
 def hash_tree(version_dir: Path) -> dict[str, str]:
-    """sha256 of every regular file under `version_dir` except the manifest itself."""
+    """sha256 of every regular file under `version_dir` except the manifest and the signature."""
     hashes = {}
     for path in sorted(version_dir.rglob("*")):
         if path.is_file() and path.name != MANIFEST_NAME and not path.name.startswith("."):
-            hashes[path.relative_to(version_dir).as_posix()] = sha256_file(path)
+            rel = path.relative_to(version_dir).as_posix()
+            if rel != SIGNATURE_NAME:
+                hashes[rel] = sha256_file(path)
     return hashes
 
 

@@ -8,6 +8,9 @@ a crash half-way leaves only a `.staging-*` directory, which watchers ignore.
 
 Versions are immutable: publishing a name that exists is refused. Publish a new version instead, so
 that what served yesterday can be served again by a rollback.
+
+A caller that signs on publish passes `finalize`: it runs on the finished, verified staging copy before
+the rename, so the version appears signed or not at all (a watcher never sees it unsigned first).
 """
 
 from __future__ import annotations
@@ -19,8 +22,9 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+from server.repository.card import ModelCard
 from server.repository.layout import GOLDEN_DIR, ModelRepository, parse_version
 from server.repository.manifest import (
     MANIFEST_NAME,
@@ -82,12 +86,15 @@ def publish(
     version: str,
     created_by: str | None = None,
     source: dict[str, Any] | None = None,
+    card: ModelCard | None = None,
+    finalize: Callable[[Path], object] | None = None,
 ) -> Path:
     """Publish the stage folders of `src` as `version` of `repo`; returns the version directory.
 
     When `src` holds a manifest.json (e.g. it is an existing version), its stages, settings, quality
-    gate, framework and source record are carried over; only the version, the creation record and the
-    checksums are new.
+    gate, framework, source record and model card are carried over; only the version, the creation
+    record and the checksums are new. `card` replaces the carried-over card. `finalize(staging_dir)`
+    runs last, before the rename (signing); if it raises, nothing is published.
     """
     parse_version(version)
     src = src.resolve()
@@ -131,11 +138,14 @@ def publish(
                 files=hash_tree(staging),
                 settings=template.settings if template else {},
                 quality_gate=template.quality_gate if template else {},
+                card=card if card is not None else (template.card if template else None),
             )
             write_manifest(staging, manifest)
             problems = verify_files(staging, manifest)
             if problems:
                 raise PublishError("the copy does not verify: " + "; ".join(problems[:5]))
+            if finalize is not None:
+                finalize(staging)
             os.chmod(staging, 0o755)
             os.rename(staging, target)
         except BaseException:
