@@ -1,13 +1,13 @@
 # The two commands a newcomer needs:
 #   make serve   set up .venv, install the default model, serve OCR on http://localhost:8000
-#   make test    set up .venv, install the default model, run the test suite
+#   make test    set up .venv, install the default model, run the test suite (make test-fast: a quick tier)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA ?= ../shared/data/sroie-dev
 
-.PHONY: setup models serve test clean deploy-tools chart-check manifests image bench-setup bench-paddleocr-setup bench-parity bench-pipeline bench-server bench-memory bench
+.PHONY: setup models serve test test-fast clean deploy-tools chart-check manifests image bench-setup bench-paddleocr-setup bench-parity bench-pipeline bench-server bench-memory bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ serve: models
 
 test: models deploy-tools
 	$(BIN)/python -m pytest -q
+
+# The inner loop: the unit tests and one real server (README, "Development"); `make test` runs all.
+FAST_TESTS := tests/test_architecture.py tests/test_controller.py tests/test_lifecycle.py tests/test_config.py \
+	tests/test_decode.py tests/test_pipeline_units.py tests/test_textmetrics.py tests/test_ocr_api.py
+test-fast: models
+	$(BIN)/python -m pytest -q $(FAST_TESTS)
 
 clean:
 	rm -rf $(VENV) $(DEPLOY_VENV) .pytest_cache

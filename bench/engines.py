@@ -70,8 +70,8 @@ class OurPipeline:
         The worker memory ceiling is off: this process holds every engine of the run, so its resident
         memory is not one worker's, and the ceiling would rebuild predictors for the anchors' memory."""
         from server.config import Settings
-        from server.context import runtime_options
-        from server.lifecycle.loader import load_version
+        from server.http.context import runtime_options
+        from server.lifecycle.pipeline_loader import load_version
         from server.repository.layout import ModelRepository
 
         settings = Settings.from_env({**os.environ, "OCR_WORKERS": str(workers), "OCR_THREADS": str(threads)})

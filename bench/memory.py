@@ -12,30 +12,17 @@ workers together is read from /proc after every response; the goal is growth und
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import random
 import threading
-from pathlib import Path
 
 import cv2
 
 from bench.cli import add_common_args, data_dir
 from bench.report import machine, print_table, results_path
-from bench.serverproc import Server, post, running_server
 from bench.scoring import load_dataset
-
-
-def rss_bytes(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            for row in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if row.startswith("VmRSS:"):
-                    total += int(row.split()[1]) * 1024
-        except OSError:
-            continue
-    return total
+from tests.support.load import LoadGenerator, Outcome
+from tests.support.server import RunningServer, gunicorn_server, rss_bytes
 
 
 def varied_bodies(images: list, count: int, seed: int) -> list[bytes]:
@@ -53,42 +40,23 @@ def varied_bodies(images: list, count: int, seed: int) -> list[bytes]:
     return bodies
 
 
-def drive(server: Server, bodies: list[bytes], concurrency: int) -> tuple[list[tuple[int, int]], int]:
-    """Send every body; return (completed count, RSS) after each response, and the error count."""
+def drive(server: RunningServer, bodies: list[bytes], concurrency: int) -> tuple[list[tuple[int, int]], int]:
+    """Send every body once; return (completed count, RSS of all workers) after each response, and the
+    error count."""
     samples: list[tuple[int, int]] = []
-    errors = 0
     lock = threading.Lock()
-    pending = iter(range(len(bodies)))
 
-    def client() -> None:
-        nonlocal errors
-        conn = http.client.HTTPConnection(server.host, server.port, timeout=300)
-        while True:
-            with lock:
-                i = next(pending, None)
-            if i is None:
-                break
-            try:
-                status, _ = post(conn, bodies[i])
-                failed = status != 200
-            except (OSError, http.client.HTTPException):
-                failed = True
-                conn.close()
-                conn = http.client.HTTPConnection(server.host, server.port, timeout=300)
-            rss = rss_bytes(server.worker_pids())  # re-read: a worker that died is replaced
-            with lock:
-                errors += failed
-                samples.append((len(samples) + 1, rss))
-                if len(samples) % 100 == 0:
-                    print(f"  {len(samples)} requests: RSS {rss / 2**20:.0f} MiB, errors {errors}", flush=True)
-        conn.close()
+    def sample(outcome: Outcome) -> None:
+        rss = sum(rss_bytes(pid) for pid in server.worker_pids())  # re-read: a dead worker is replaced
+        with lock:
+            samples.append((len(samples) + 1, rss))
+            if len(samples) % 100 == 0:
+                print(f"  {len(samples)} requests: RSS {rss / 2**20:.0f} MiB", flush=True)
 
-    threads = [threading.Thread(target=client) for _ in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return samples, errors
+    load = LoadGenerator(server.url, bodies, clients=concurrency, content_type="image/jpeg", once=True,
+                         on_outcome=sample)
+    load.run()
+    return samples, sum(1 for o in load.outcomes if o.problem)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     workers, threads = (int(x) for x in args.config.split("x"))
     images = [r.load_image() for r in load_dataset(data_dir(args), args.limit)]
     bodies = varied_bodies(images, args.requests, args.seed)
-    with running_server(args.model_repo, workers, threads) as server:
-        start_rss = rss_bytes(server.worker_pids())
+    with gunicorn_server(args.model_repo, workers=workers, threads=threads, ready_timeout=600) as server:
+        start_rss = sum(rss_bytes(pid) for pid in server.worker_pids())
         samples, errors = drive(server, bodies, workers * threads)
     by_count = dict(samples)
     marks = sorted({m for m in (1, 50, 100, args.baseline, 400, 600, 800, args.requests) if m in by_count})

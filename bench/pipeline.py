@@ -23,12 +23,11 @@ import json
 import statistics
 import time
 
-import numpy as np
-
 from bench.cli import add_common_args, data_dir
 from bench.engines import Engine, OurPipeline, available_anchors, build_anchor
 from bench.report import machine, print_table, results_path
 from bench.scoring import Accuracy, ReceiptScore, load_dataset, score
+from tests.support.load import percentile
 
 
 def build_engine(spec: str, args: argparse.Namespace) -> Engine:
@@ -38,10 +37,6 @@ def build_engine(spec: str, args: argparse.Namespace) -> Engine:
         return OurPipeline(args.model_repo, version or args.version, preset=preset,
                            cpu_threads=args.threads or args.cpu_threads, name=spec)
     return build_anchor(spec, args.threads, args.model_repo, args.version)
-
-
-def percentile(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else float("nan")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -90,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         entry = {
             "engine": engine.name,
             "median_s": median,
-            "p90_s": percentile(lat, 90),
+            "p90_s": percentile(lat, 0.9),
             "mean_s": statistics.fmean(lat),
             "throughput_per_s": len(lat) / sum(lat),
             "cer": acc.cer,

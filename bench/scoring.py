@@ -7,7 +7,7 @@ can be compared:
 
 - CER: character error rate of the whole receipt: the predicted lines and the ground-truth lines, each
   put in the same geometric reading order (`reading_order`: rows top to bottom, left to right within a
-  row) and joined, compared by `server.textmetrics` (case-folded, whitespace removed: PP-OCR drops
+  row) and joined, compared by `server.quality.textmetrics` (case-folded, whitespace removed: PP-OCR drops
   spaces between Latin words). Ordering both sides by one rule keeps the measure about reading, not
   about which of two equally valid orders an engine or an annotator chose for a row. Reported as total edits / total reference
   characters over the dataset (a micro average: long receipts weigh more, as they do for a reader).
@@ -27,7 +27,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from server.textmetrics import edit_distance, normalize_text
+from server.quality.textmetrics import edit_distance, normalize_text
 
 KEY_FIELDS = ("company", "date", "total")
 DEFAULT_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "sroie-dev"

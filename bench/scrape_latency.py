@@ -18,23 +18,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import threading
+import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import requests
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-def _client(url: str, images: list[bytes], stop: threading.Event, counts: dict[str, int], lock: threading.Lock,
-            offset: int) -> None:
-    i = offset
-    with requests.Session() as session:
-        while not stop.is_set():
-            response = session.post(f"{url}/v1/ocr", data=images[i % len(images)],
-                                    headers={"Content-Type": "image/jpeg"}, timeout=600)
-            with lock:
-                counts[str(response.status_code)] = counts.get(str(response.status_code), 0) + 1
-            i += 1
+from tests.support.load import LoadGenerator  # noqa: E402
 
 
 def _timed_get(url: str, timeout: float) -> float:
@@ -70,11 +63,7 @@ def main() -> None:
     images = [path.read_bytes() for path in sorted((args.data / "img").glob("*.jpg"))[:10]]
     if not images:
         raise SystemExit(f"no receipts in {args.data / 'img'}")
-    stop, lock, counts = threading.Event(), threading.Lock(), {}
-    clients = [threading.Thread(target=_client, args=(args.url, images, stop, counts, lock, n), daemon=True)
-               for n in range(args.clients)]
-    for thread in clients:
-        thread.start()
+    load = LoadGenerator(args.url, images, clients=args.clients, content_type="image/jpeg", timeout=600).start()
     time.sleep(5)  # let the queues fill
     api, master = [], []
     deadline = time.monotonic() + args.seconds
@@ -82,7 +71,8 @@ def main() -> None:
         api.append(_timed_get(f"{args.url}/metrics", args.scrape_timeout))
         master.append(_timed_get(args.master_metrics, args.scrape_timeout))
         time.sleep(1)
-    stop.set()
+    load.stop()
+    counts = dict(Counter(str(o.status) for o in load.outcomes))
 
     result = {"clients": args.clients, "seconds": args.seconds, "ocr_responses": counts,
               "api_port": _summary(api), "master_port": _summary(master)}

@@ -4,7 +4,7 @@ For each Gunicorn configuration (workers x threads) a real server is started; cl
 receipts (raw JPEG bodies, keep-alive connections) at each concurrency level. The in-process comparator
 runs the same work without HTTP on the same cores: as many processes as workers, each with the runtime
 options a worker derives and as many threads as the server has, every thread decoding the same bytes with
-`server.decode` and running the pipeline. The ratio HTTP / in-process is what the HTTP layer costs.
+`server.documents.decode` and running the pipeline. The ratio HTTP / in-process is what the HTTP layer costs.
 
     .venv/bin/python -m bench.server --data DIR [--configs 1x2,2x1,2x2] [--concurrency 1,2,4,8]
 """
@@ -19,18 +19,17 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 from bench.cli import add_common_args, data_dir
 from bench.report import machine, print_table, results_path
-from bench.serverproc import load, running_server
 from bench.scoring import load_dataset
+from tests.support.load import LoadGenerator, percentile
+from tests.support.server import gunicorn_server
 
 
 def _inprocess_worker(model_repo: Path, version: str | None, workers: int, threads: int, slot: int,
                       bodies: list[bytes], barrier: mp.Barrier, out: mp.Queue) -> None:
     from bench.engines import OurPipeline
-    from server.decode import decode_image
+    from server.documents.decode import decode_image
 
     engine = OurPipeline(model_repo, version, workers=workers, threads=threads, slot=slot)
     pending = iter(range(len(bodies)))
@@ -91,25 +90,29 @@ def main(argv: list[str] | None = None) -> int:
     for config in args.configs.split(","):
         workers, threads = (int(x) for x in config.split("x"))
         inproc = inprocess_throughput(args, workers, threads, work)
-        with running_server(args.model_repo, workers, threads) as server:
-            load(server, bodies[: args.warmup], max(1, workers * threads))
+        with gunicorn_server(args.model_repo, workers=workers, threads=threads, ready_timeout=600) as server:
+            LoadGenerator(server.url, bodies[: args.warmup], clients=max(1, workers * threads),
+                          content_type="image/jpeg", once=True).run()
             for concurrency in levels:
-                res = load(server, work, concurrency)
-                lat = res.latencies_s or [float("nan")]
-                throughput = len(res.latencies_s) / res.wall_s
+                load = LoadGenerator(server.url, work, clients=concurrency, content_type="image/jpeg", once=True)
+                wall_s = load.run()
+                lat = [o.seconds for o in load.outcomes if not o.problem]
+                errors = [o.problem for o in load.outcomes if o.problem]
+                throughput = len(lat) / wall_s
                 entry = {
                     "config": config, "concurrency": concurrency, "requests": count,
-                    "throughput_per_s": throughput, "p50_s": float(np.percentile(lat, 50)),
-                    "p90_s": float(np.percentile(lat, 90)), "p99_s": float(np.percentile(lat, 99)),
-                    "mean_s": statistics.fmean(lat), "errors": len(res.errors), "error_samples": res.errors[:5],
-                    "inprocess_throughput_per_s": inproc, "http_vs_inprocess": throughput / inproc,
+                    "throughput_per_s": throughput, "p50_s": percentile(lat, 0.5),
+                    "p90_s": percentile(lat, 0.9), "p99_s": percentile(lat, 0.99),
+                    "mean_s": statistics.fmean(lat) if lat else float("nan"), "errors": len(errors),
+                    "error_samples": errors[:5], "inprocess_throughput_per_s": inproc,
+                    "http_vs_inprocess": throughput / inproc,
                 }
                 results.append(entry)
                 rows.append([config, concurrency, f"{throughput:.3f}", f"{entry['p50_s']:.2f}",
-                             f"{entry['p90_s']:.2f}", f"{entry['p99_s']:.2f}", len(res.errors),
+                             f"{entry['p90_s']:.2f}", f"{entry['p99_s']:.2f}", len(errors),
                              f"{inproc:.3f}", f"{entry['http_vs_inprocess']:.2f}"])
                 print(f"  {config} c={concurrency}: {throughput:.3f} req/s, p50 {entry['p50_s']:.2f}s, "
-                      f"errors {len(res.errors)}", flush=True)
+                      f"errors {len(errors)}", flush=True)
     print_table(["workers x threads", "clients", "req/s", "p50 s", "p90 s", "p99 s", "errors",
                  "in-process req/s", "HTTP / in-process"], rows)
     path = results_path("server")

@@ -27,102 +27,40 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import requests
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from server.repository.layout import ModelRepository  # noqa: E402
+from server.repository.publish import publish  # noqa: E402
+from tests.support.lifecycle import Admin, wait_converged  # noqa: E402
+from tests.support.load import LoadGenerator, Outcome, percentile  # noqa: E402
+from tests.support.server import RunningServer, gunicorn_server, rss_bytes  # noqa: E402
+
 DEFAULT_VERSION_DIR = ROOT / "models" / "ppocr" / "1.0.0-ppocrv4"
 TOKEN = "bench-swap"
-
-
-@dataclass
-class Sample:
-    started: float
-    ended: float
-    ok: bool
-    version: str | None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _rss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def _descendants(pid: int) -> list[int]:
-    found, frontier = [], [pid]
-    while frontier:
-        parent = frontier.pop()
-        try:
-            children = [int(c) for c in Path(f"/proc/{parent}/task/{parent}/children").read_text().split()]
-        except OSError:
-            children = []
-        found.extend(children)
-        frontier.extend(children)
-    return found
 
 
 class RssSampler(threading.Thread):
     """Total RSS of the server's process tree, and each worker's, every `interval` seconds."""
 
-    def __init__(self, master: int, workers: list[int], interval: float = 0.2) -> None:
+    def __init__(self, server: RunningServer, workers: list[int], interval: float = 0.2) -> None:
         super().__init__(daemon=True)
-        self.master, self.workers, self.interval = master, workers, interval
-        self.samples: list[tuple[float, int, dict[int, int]]] = []
+        self.server, self.workers, self.interval = server, workers, interval
+        self.samples: list[tuple[float, int, dict[int, int]]] = []  # (time, total KB, per worker KB)
         self.stop = threading.Event()
 
     def run(self) -> None:
         while not self.stop.is_set():
-            pids = [self.master, *_descendants(self.master)]
-            per = {pid: _rss_kb(pid) for pid in pids}
+            per = {pid: rss_bytes(pid) // 1024 for pid in self.server.process_tree()}
             self.samples.append((time.monotonic(), sum(per.values()), {w: per.get(w, 0) for w in self.workers}))
             self.stop.wait(self.interval)
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def _models(url: str) -> dict:
-    return requests.get(f"{url}/v1/models", timeout=30).json()
-
-
-def _wait_all_serving(url: str, workers: int, version: str, timeout: float) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            states = _models(url)["workers"]
-            # A swap ends when the replaced version is freed everywhere, not when the last worker switches.
-            if len(states) == workers and all(w["serving"] == version and w["loading"] is None
-                                              and not w["draining"] for w in states):
-                return time.monotonic() - started
-        except (requests.RequestException, ValueError):
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"workers did not all serve {version} within {timeout}s")
 
 
 def _synthetic_page() -> bytes:
@@ -169,50 +107,19 @@ def main() -> int:
             parser.error(f"no images in {args.dataset / 'img'} (give --dataset, or use --synthetic)")
         blobs, content_type = [path.read_bytes() for path in images], "image/jpeg"
 
-    from server.repository.layout import ModelRepository
-    from server.repository.publish import publish
-
     work = Path(tempfile.mkdtemp(prefix="bench-swap-"))
     repo = ModelRepository(work / "models")
     publish(DEFAULT_VERSION_DIR, repo, "1.0.0", created_by="bench/swap.py")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "OCR_ADMIN_TOKEN": TOKEN, "OCR_STATE_DIR": str(work / "state"), "OCR_INSTALL_DEFAULT": "0",
-           "OCR_MODEL_POLL_S": "2", "OCR_MODEL_DEBOUNCE_S": "0.5", "OCR_MODEL_SETTLE_S": "5"}
-    command = [str(Path(sys.executable).parent / "ocr-server"), "serve", "--bind", f"127.0.0.1:{port}",
-               "--workers", str(args.workers), "--threads", str(args.threads), "--model-repo", str(repo.root)]
-    log = (work / "server.log").open("wb")
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                              start_new_session=True)
-    samples: list[Sample] = []
-    lock = threading.Lock()
-    stop = threading.Event()
+    env = {"OCR_ADMIN_TOKEN": TOKEN, "OCR_STATE_DIR": str(work / "state"), "OCR_MODEL_POLL_S": "2",
+           "OCR_MODEL_DEBOUNCE_S": "0.5", "OCR_MODEL_SETTLE_S": "5"}
     swaps: list[tuple[float, float]] = []
-    try:
-        _wait_all_serving(url, args.workers, "1.0.0", timeout=600)
-        workers = [w["pid"] for w in _models(url)["workers"]]
-        sampler = RssSampler(server.pid, workers)
+    with gunicorn_server(repo.root, work, workers=args.workers, threads=args.threads, env=env,
+                         ready_timeout=600) as server:
+        admin = Admin(server.url, TOKEN)
+        workers = server.worker_pids()
+        sampler = RssSampler(server, workers)
         sampler.start()
-
-        def client(index: int) -> None:
-            session = requests.Session()
-            n = index
-            while not stop.is_set():
-                blob = blobs[n % len(blobs)]
-                n += 1
-                started = time.monotonic()
-                try:
-                    response = session.post(f"{url}/v1/ocr", data=blob, headers={"Content-Type": content_type},
-                                            timeout=300)
-                    ok, version = response.status_code == 200, response.headers.get("X-Model-Version")
-                except requests.RequestException:
-                    ok, version = False, None
-                with lock:
-                    samples.append(Sample(started, time.monotonic(), ok, version))
-
-        clients = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(args.clients)]
-        for thread in clients:
-            thread.start()
+        load = LoadGenerator(server.url, blobs, clients=args.clients, content_type=content_type).start()
         time.sleep(args.warmup_s)
         began = time.monotonic()
         time.sleep(args.steady_s)
@@ -220,24 +127,15 @@ def main() -> int:
             version = f"1.{i + 1}.0"
             swap_start = time.monotonic()
             publish(DEFAULT_VERSION_DIR, repo, version, created_by="bench/swap.py")
-            seconds = _wait_all_serving(url, args.workers, version, timeout=900)
+            seconds = wait_converged(admin, workers, version, bound_s=900, drained=True)
             swaps.append((swap_start, time.monotonic()))
             print(f"swap to {version}: every worker serving it, old version freed, after {seconds:.1f}s", flush=True)
             time.sleep(args.gap_s)
-        stop.set()
-        for thread in clients:
-            thread.join(timeout=300)
+        load.stop()
         sampler.stop.set()
         sampler.join()
         ended = time.monotonic()
-    finally:
-        stop.set()
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-        log.close()
+    samples = load.outcomes
 
     def during_swap(start: float, end: float) -> bool:
         return any(start <= s_end and end >= s_start for s_start, s_end in swaps)
@@ -249,10 +147,10 @@ def main() -> int:
     rss_steady = [total for t, total, _ in rss_measured if not during_swap(t, t)]
     rss_swap = [total for t, total, _ in rss_measured if during_swap(t, t)]
 
-    def latency(group: list[Sample]) -> dict:
-        values = [s.ended - s.started for s in group if s.ok]
-        return {"requests": len(group), "failures": sum(not s.ok for s in group),
-                "p50_s": round(_percentile(values, 0.5) or 0, 3), "p99_s": round(_percentile(values, 0.99) or 0, 3),
+    def latency(group: list[Outcome]) -> dict:
+        values = [s.seconds for s in group if not s.problem]
+        return {"requests": len(group), "failures": sum(1 for s in group if s.problem),
+                "p50_s": round(percentile(values, 0.5), 3), "p99_s": round(percentile(values, 0.99), 3),
                 "mean_s": round(statistics.fmean(values), 3) if values else None}
 
     worker_peaks = {str(pid): {"steady_mb": round(max((p[pid] for t, _, p in rss_measured
@@ -267,7 +165,7 @@ def main() -> int:
                    "load": "synthetic page" if args.synthetic else f"{len(blobs)} receipts", "swaps": args.swaps},
         "duration_s": round(ended - began, 1),
         "requests": len(samples),  # warm-up included: every request counts for failures
-        "failures": sum(not s.ok for s in samples),
+        "failures": sum(1 for s in samples if s.problem),
         "versions_served": sorted({s.version for s in samples if s.version}),
         "swap_seconds": [round(end - start, 1) for start, end in swaps],
         "latency_steady": latency(steady),

@@ -30,27 +30,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.scoring import Accuracy, PredictedLine, ReceiptScore, load_dataset, score  # noqa: E402
-from server.lifecycle.loader import LoadedModel, load_version  # noqa: E402
+from server.lifecycle.loader import LoadedModel  # noqa: E402
+from server.lifecycle.pipeline_loader import load_version  # noqa: E402
 from server.pipeline import OcrPipeline, PipelineSettings  # noqa: E402
-from server.repository.golden import read_golden_set  # noqa: E402
+from server.quality.golden import GoldenSample, load_golden_set  # noqa: E402
+from server.quality.textmetrics import edit_distance, normalize_text  # noqa: E402
 from server.repository.layout import ModelRepository  # noqa: E402
 from server.runtime import RuntimeOptions  # noqa: E402
-from server.textmetrics import edit_distance, normalize_text  # noqa: E402
-
-@dataclass
-class Sample:
-    """One golden-set image and its reference text."""
-
-    name: str
-    image: np.ndarray
-    text: str
+from tests.support.load import percentile  # noqa: E402
 
 
 @dataclass
@@ -61,7 +54,7 @@ class Tally:
     edits: int = 0
     chars: int = 0
 
-    def add(self, hypothesis: str, sample: Sample) -> None:
+    def add(self, hypothesis: str, sample: GoldenSample) -> None:
         edits, chars = edit_distance(hypothesis, sample.text), len(normalize_text(sample.text))
         self.per_sample[sample.name] = edits / max(1, chars)
         self.edits += edits
@@ -70,16 +63,6 @@ class Tally:
     @property
     def cer(self) -> float:
         return self.edits / max(1, self.chars)
-
-
-def load_golden(directory: Path) -> list[Sample]:
-    samples = []
-    for item in read_golden_set(directory):
-        image = cv2.imread(str(item.image), cv2.IMREAD_COLOR)
-        if image is None:
-            raise SystemExit(f"cannot decode {item.image}")
-        samples.append(Sample(item.name, image, item.text))
-    return samples
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
@@ -156,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = parse_overrides(args.overrides)
     receipts = load_dataset(args.data, args.limit)
     golden_dir = args.golden or args.model_repo / "golden"
-    golden = load_golden(golden_dir) if golden_dir.is_dir() else []
+    golden = load_golden_set(golden_dir) if golden_dir.is_dir() else []
 
     engines: dict[str, Engine] = {}
     for version in versions:
@@ -193,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             "runtime": engine.runtime,
             "receipts": len(seconds[name]),
             "median_s": statistics.median(seconds[name]),
-            "p90_s": float(np.percentile(seconds[name], 90)),
+            "p90_s": percentile(seconds[name], 0.9),
             "cer": accuracy.cer,
             "line_recall": accuracy.line_recall,
             "key_fields": accuracy.key_hit_rate,

@@ -41,7 +41,7 @@ def _settings_with(args: argparse.Namespace) -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings_with(args)
     os.environ.update(settings.as_env())
-    argv = [sys.executable, "-m", "gunicorn", "-c", "python:server.gunicorn_config"]
+    argv = [sys.executable, "-m", "gunicorn", "-c", "python:server.process.gunicorn_config"]
     os.execv(sys.executable, argv)
     return 0  # not reached
 
@@ -85,8 +85,8 @@ def cmd_install(args: argparse.Namespace) -> int:
 
 
 def cmd_install_golden(args: argparse.Namespace) -> int:
-    from server.repository.golden import GOLDEN_DIR
-    from server.repository.receipts import DEFAULT_SEED, write_golden_set
+    from server.quality.golden import GOLDEN_DIR
+    from server.quality.receipts import DEFAULT_SEED, write_golden_set
 
     settings = _settings_with(args)
     target = settings.model_repo / GOLDEN_DIR
@@ -124,7 +124,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from server.lifecycle.audit import AuditLog
+    from server.governance.audit import AuditLog
     from server.repository.layout import ModelRepository, VersionNameError
     from server.repository.publish import PublishError, default_publisher, publish
 

@@ -9,7 +9,14 @@ import pytest
 
 from server.repository.install import RECIPES, install_default, install_version
 from server.repository.layout import ModelRepository
-from tests.helpers import DEFAULT_VERSION, ONNX_MODELS, ROOT, RunningServer, copy_version, gunicorn_server
+from tests.support.server import (
+    DEFAULT_VERSION,
+    ONNX_MODELS,
+    ROOT,
+    RunningServer,
+    copy_version,
+    gunicorn_server,
+)
 
 
 @pytest.fixture(scope="session")

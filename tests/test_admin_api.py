@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from server.repository.layout import ModelRepository
-from tests.helpers import RunningServer, gunicorn_server
-from tests.lifecycle_support import ADMIN_TOKEN, audit_lines
+from tests.support.lifecycle import ADMIN_TOKEN, audit_lines
+from tests.support.server import RunningServer, gunicorn_server
 
 CALLS = [("POST", "/v1/models/1.0.0/activate", "pin"), ("DELETE", "/v1/models/pin", "unpin"),
          ("POST", "/v1/models/rollback", "rollback")]

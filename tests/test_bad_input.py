@@ -12,17 +12,21 @@ import pytest
 import requests
 from PIL import Image
 
-from tests.helpers import DEFAULT_VERSION, RunningServer, encode, expected_text, gunicorn_server, read_text, render_text
-from tests.images import (
+from tests.support.images import (
+    encode,
     exif_rotated_jpeg,
+    expected_text,
     jpeg_with_broken_huffman_table,
     png_declaring,
     png_with_broken_data,
+    read_text,
     real_png_bomb,
+    render_text,
     sixteen_bit_png,
     transparent_text_png,
     truncated,
 )
+from tests.support.server import DEFAULT_VERSION, RunningServer, gunicorn_server
 
 LINES = ["TAX INVOICE 5512", "GST 6.15"]
 PAGE = render_text(LINES)

@@ -33,9 +33,9 @@ from typing import Any
 import pytest
 import yaml
 
-import server.metrics
+import server.observability.metrics as metrics
 from server.config import Settings
-from tests.helpers import ROOT
+from tests.support.server import ROOT
 
 CHART = ROOT / "deploy" / "helm" / "ocr-server"
 VALUES_FILES = ["values.yaml", "values-cpu.yaml", "values-gpu.yaml"]
@@ -360,7 +360,7 @@ def test_adapter_rule_serves_the_hpa_metric(tmp_path: Path) -> None:
     hpa = one(render(), "HorizontalPodAutoscaler")
     pods_metric = next(m for m in hpa["spec"]["metrics"] if m["type"] == "Pods")["pods"]["metric"]["name"]
     assert rule["name"]["as"] == pods_metric == "ocr_inflight_requests"
-    assert server.metrics.INFLIGHT._name == pods_metric and server.metrics.INFLIGHT._type == "gauge"
+    assert metrics.INFLIGHT._name == pods_metric and metrics.INFLIGHT._type == "gauge"
     assert rule["seriesQuery"].startswith(pods_metric + "{")
     assert set(rule["resources"]["overrides"]) == {"namespace", "pod"}
     query = (rule["metricsQuery"].replace("<<.Series>>", pods_metric)

@@ -7,8 +7,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from tests.helpers import RunningServer, encode, expected_text, read_text, render_text
-from tests.images import png_declaring, receipt_lines, truncated
+from tests.support.images import (
+    encode,
+    expected_text,
+    png_declaring,
+    read_text,
+    receipt_lines,
+    render_text,
+    truncated,
+)
+from tests.support.server import RunningServer
 
 
 def _read(server: RunningServer, index: int) -> tuple[int, str, str]:

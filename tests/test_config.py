@@ -11,7 +11,7 @@ import pytest
 
 from server import cli
 from server.config import ConfigError, Settings
-from tests.helpers import ROOT
+from tests.support.server import ROOT
 
 
 def test_defaults_from_an_empty_environment() -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from server.config import Settings
 from server.cpu_quota import cgroup_cpu_quota, cpu_budget, quota_from_cfs, quota_from_cpu_max
-from tests.helpers import ROOT
+from tests.support.server import ROOT
 
 V2_MOUNT = "30 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate\n"
 

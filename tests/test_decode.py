@@ -1,4 +1,4 @@
-"""server.decode: every accepted format and pixel mode becomes the right upright BGR image; every broken
+"""server.documents.decode: every accepted format and pixel mode becomes the right upright BGR image; every broken
 or oversized file becomes the right 4xx error (no server needed)."""
 
 from __future__ import annotations
@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from server.decode import decode_image, open_image, to_bgr
-from server.errors import ApiError
-from tests.helpers import encode, render_text
-from tests.images import (
+from server.documents.decode import decode_image, open_image, to_bgr
+from server.documents.errors import DecodeError
+from tests.support.images import (
+    encode,
     exif_rotated_jpeg,
     jpeg_with_broken_huffman_table,
     png_declaring,
     png_with_broken_data,
     real_png_bomb,
+    render_text,
     sixteen_bit_png,
     transparent_text_png,
     truncated,
@@ -35,8 +36,8 @@ def _bgr_of(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("RGB"))[:, :, ::-1]
 
 
-def _error(data: bytes, max_pixels: int = LIMIT) -> ApiError:
-    with pytest.raises(ApiError) as caught:
+def _error(data: bytes, max_pixels: int = LIMIT) -> DecodeError:
+    with pytest.raises(DecodeError) as caught:
         decode_image(data, max_pixels)
     return caught.value
 
@@ -119,7 +120,7 @@ def test_one_pixel_image() -> None:
 def test_header_declaring_too_many_pixels_is_refused_before_decoding() -> None:
     data = png_declaring(100_000, 100_000)
     assert len(data) < 1000
-    with pytest.raises(ApiError) as caught:
+    with pytest.raises(DecodeError) as caught:
         open_image(data, LIMIT)  # the header alone is enough
     err = caught.value
     assert (err.status, err.code) == (413, "image_too_large")

@@ -11,11 +11,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
 
-from server.app import create_app
+from server.http.app import create_app
 from server.config import Settings
-from server.instrumentation import STORE_KEY
-from server.recent_results import AlreadyRecorded, ImageIndexError, RecentResults, UnknownRequest
-from tests.helpers import DEFAULT_VERSION, ROOT
+from server.http.instrumentation import STORE_KEY
+from server.quality.recent_results import AlreadyRecorded, ImageIndexError, RecentResults, UnknownRequest
+from tests.support.server import DEFAULT_VERSION, ROOT
 
 
 @pytest.fixture()

@@ -7,17 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
-from server.lifecycle.loader import load_version
-from server.repository.golden import GoldenSetError, read_golden_set
+from server.lifecycle.pipeline_loader import load_version
+from server.quality.golden import GoldenSetError, load_golden_set
 from server.repository.layout import ModelRepository
-from server.repository.receipts import DOCUMENTS, generate, write_golden_set
+from server.quality.receipts import DOCUMENTS, generate, write_golden_set
 from server.runtime import RuntimeOptions
-from server.textmetrics import edit_distance, normalize_text
-from tests.helpers import DEFAULT_VERSION, ONNX_MODELS, ROOT
+from server.quality.textmetrics import edit_distance, normalize_text
+from tests.support.server import DEFAULT_VERSION, ONNX_MODELS, ROOT
 
 
 @pytest.fixture(scope="module")
@@ -40,18 +39,18 @@ def test_same_seed_same_set() -> None:
 
 
 def test_pairs_on_disk_match_the_generator(golden_dir: Path) -> None:
-    items = read_golden_set(golden_dir)
+    items = load_golden_set(golden_dir)
     documents = generate()
     assert len(items) == len(documents) == DOCUMENTS
     for item, doc in zip(sorted(items, key=lambda i: i.name), sorted(documents, key=lambda d: d.name)):
-        assert item.name == doc.name and item.image.suffix == ".png"
+        assert item.name == doc.name and (golden_dir / f"{item.name}.png").is_file()
         assert item.text == doc.text
-        assert np.array_equal(cv2.imread(str(item.image), cv2.IMREAD_COLOR), doc.image)  # PNG: lossless
+        assert np.array_equal(item.image, doc.image)  # PNG: lossless
     assert not [p for p in golden_dir.parent.iterdir() if p.name.startswith(".")]  # staging cleaned up
 
 
 def test_documents_carry_what_receipts_and_invoices_carry(golden_dir: Path) -> None:
-    items = read_golden_set(golden_dir)
+    items = load_golden_set(golden_dir)
     kinds = {item.name.split("-")[0] for item in items}
     assert kinds == {"receipt", "invoice"}
     for item in items:
@@ -67,7 +66,7 @@ def test_unpaired_files_are_refused(tmp_path: Path) -> None:
     write_golden_set(tmp_path / "golden", count=2)
     (tmp_path / "golden" / "receipt-00.txt").unlink()
     with pytest.raises(GoldenSetError, match="receipt-00"):
-        read_golden_set(tmp_path / "golden")
+        load_golden_set(tmp_path / "golden")
 
 
 def test_install_golden_keeps_an_existing_set(golden_dir: Path) -> None:
@@ -79,19 +78,19 @@ def test_install_golden_keeps_an_existing_set(golden_dir: Path) -> None:
     assert kept.returncode == 0 and "left as it is" in kept.stderr
     assert [p.name for p in own.iterdir()] == ["cheque.txt"]
     subprocess.run([*cmd, "--force"], capture_output=True, text=True, cwd=ROOT, check=True)
-    assert len(read_golden_set(own)) == DOCUMENTS
+    assert len(load_golden_set(own)) == DOCUMENTS
 
 
 def test_the_set_tells_generations_apart(golden_dir: Path, onnx_repo: Path) -> None:
     """Readable (the PP-OCRv4 default misses few characters) yet hard enough that PP-OCRv6 small, the
     better model on real receipts, scores clearly better: what a quality gate needs."""
     repo = ModelRepository(onnx_repo)
-    items = read_golden_set(golden_dir)
+    items = load_golden_set(golden_dir)
     cer = {}
     for version in (DEFAULT_VERSION, ONNX_MODELS["ppocrv6_small"]):
         model = load_version(repo, version, RuntimeOptions(cpu_threads=2))
         try:
-            edits = sum(edit_distance(model.pipeline.run(cv2.imread(str(i.image))).text, i.text) for i in items)
+            edits = sum(edit_distance(model.pipeline.run(i.image).text, i.text) for i in items)
         finally:
             model.close()
         cer[version] = edits / sum(len(normalize_text(i.text)) for i in items)

@@ -2,7 +2,7 @@
 (8 client threads posting a rendered page without pause) shared by every test of this module.
 
 Every response of every test is checked where it lands: HTTP 200, a version we published, and the text
-that version reads (see tests/lifecycle_support.py for how versions are told apart). Each test opens its
+that version reads (see tests/support/lifecycle.py for how versions are told apart). Each test opens its
 own window on the load and asserts that nothing in it failed, so a fault is pinned to its own test.
 The tests run in file order and each starts from the state the previous one left (read from the API).
 """
@@ -22,15 +22,14 @@ from typing import Iterator
 import pytest
 import requests
 
-from server.repository.layout import ModelRepository
+from server.repository.layout import ModelRepository, is_version_name, parse_version
 from server.repository.publish import publish
-from tests.helpers import RunningServer, gunicorn_server
-from tests.lifecycle_support import (
+from tests.support.lifecycle import (
     ADMIN_TOKEN,
     Admin,
-    LoadGenerator,
     audit_lines,
     corrupt,
+    expect_versions,
     expected_text,
     load_image,
     make_source,
@@ -38,6 +37,8 @@ from tests.lifecycle_support import (
     wait_for,
     write_golden_set,
 )
+from tests.support.load import LoadGenerator
+from tests.support.server import RunningServer, gunicorn_server
 
 # Every worker must serve a newly preferred version within this many seconds. Generous: two workers
 # load one after the other (one load at a time per machine) while 8 clients keep both cores busy.
@@ -99,6 +100,11 @@ class Lab:
         served = {o.version for o in self.load.between(start, time.monotonic())}
         assert served == {version}, f"after converging on {version}, requests were served by {served}"
 
+    def next_major(self) -> int:
+        """A major version above every version on disk: what a test publishes under it is the highest
+        (so it is tried and, if good, served), whatever the tests before it left behind."""
+        return 1 + max(parse_version(p.name).major for p in self.pipeline.iterdir() if is_version_name(p.name))
+
     def current(self) -> str:
         serving = {w["serving"] for w in self.admin.models()["workers"]}
         assert len(serving) == 1, f"workers disagree: {serving}"
@@ -140,7 +146,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, default_version_dir: Path) -> 
     }
     with gunicorn_server(repo_root, base / "logs", workers=2, threads=4, env=env) as server:
         expected = {"1.0.0": expected_text(0)}
-        load = LoadGenerator(server.url, load_image(), expected, clients=8)
+        load = LoadGenerator(server.url, [load_image()], expect_versions(expected), clients=8)
         load.start()
         try:
             yield Lab(server, Admin(server.url), load, expected, repo_root, state_dir, work, default_version_dir)
@@ -149,50 +155,52 @@ def lab(tmp_path_factory: pytest.TempPathFactory, default_version_dir: Path) -> 
 
 
 def test_versions_published_pinned_rolled_back_and_unpinned_under_load(lab: Lab) -> None:
+    lab.admin.unpin()
+    m, start, earlier = lab.next_major(), lab.current(), len(audit_lines(lab.audit_log))
     with lab.load.window() as window:
-        assert lab.current() == "1.0.0"
-        lab.publish(("1.1.0", 1))
-        lab.converge("1.1.0")
+        lab.publish((f"{m}.1.0", 1))
+        lab.converge(f"{m}.1.0")
 
-        lab.publish(("1.2.0", 2), ("1.3.0", 3), ("1.4.0", 4))
-        lab.converge("1.4.0")  # several at once: straight to the highest
+        lab.publish((f"{m}.2.0", 2), (f"{m}.3.0", 3), (f"{m}.4.0", 4))
+        lab.converge(f"{m}.4.0")  # several at once: straight to the highest
 
-        response = lab.admin.activate("1.2.0")
+        response = lab.admin.activate(f"{m}.2.0")
         assert response.status_code == 202, response.text
-        lab.converge("1.2.0")
-        lab.publish(("1.5.0", 5), ("1.6.0", 6), ("1.7.0", 7))
-        lab.hold("1.2.0", seconds=4)  # pinned: newer versions do not take over
+        lab.converge(f"{m}.2.0")
+        lab.publish((f"{m}.5.0", 5), (f"{m}.6.0", 6), (f"{m}.7.0", 7))
+        lab.hold(f"{m}.2.0", seconds=4)  # pinned: newer versions do not take over
         assert lab.admin.models()["pin"]["effective"] is True
 
         response = lab.admin.unpin()
-        assert response.status_code == 200 and response.json()["removed"] == "1.2.0", response.text
-        lab.converge("1.7.0")
+        assert response.status_code == 200 and response.json()["removed"] == f"{m}.2.0", response.text
+        lab.converge(f"{m}.7.0")
 
         response = lab.admin.rollback()
         assert response.status_code == 202, response.text
-        assert response.json()["from"] == "1.7.0" and response.json()["pin"]["version"] == "1.6.0"
-        lab.converge("1.6.0")
-        lab.publish(("1.8.0", 8), ("1.9.0", 9), ("1.10.0", 10))
-        lab.hold("1.6.0", seconds=4)
+        assert response.json()["from"] == f"{m}.7.0" and response.json()["pin"]["version"] == f"{m}.6.0"
+        lab.converge(f"{m}.6.0")
+        lab.publish((f"{m}.8.0", 8), (f"{m}.9.0", 9), (f"{m}.10.0", 10))
+        lab.hold(f"{m}.6.0", seconds=4)
 
-        assert lab.admin.unpin().json()["removed"] == "1.6.0"
-        lab.converge("1.10.0")
+        assert lab.admin.unpin().json()["removed"] == f"{m}.6.0"
+        lab.converge(f"{m}.10.0")
     window.assert_clean(minimum=50)
-    assert {"1.0.0", "1.1.0", "1.4.0", "1.2.0", "1.7.0", "1.6.0", "1.10.0"} <= window.versions()
+    assert {start, f"{m}.1.0", f"{m}.4.0", f"{m}.2.0", f"{m}.7.0", f"{m}.6.0", f"{m}.10.0"} <= window.versions()
     print("convergence seconds:", lab.convergence_s)
 
     listing = lab.admin.models()
     states = {v["version"]: v["state"] for v in listing["versions"]}
-    assert states["1.10.0"] == "serving" and states["1.6.0"] == "retired" and states["1.3.0"] == "new"
-    served = next(v for v in listing["versions"] if v["version"] == "1.10.0")
+    assert states[f"{m}.10.0"] == "serving" and states[f"{m}.6.0"] == "retired" and states[f"{m}.3.0"] == "new"
+    served = next(v for v in listing["versions"] if v["version"] == f"{m}.10.0")
     assert served["gate"]["passed"] and served["gate"]["cer"] == 0.0
     assert served["gate"]["golden_set"] == str(lab.repo_root / "golden")
-    assert served["manifest"]["created_by"] == "tests" and served["manifest"]["version"] == "1.10.0"
+    assert served["manifest"]["created_by"] == "tests" and served["manifest"]["version"] == f"{m}.10.0"
 
     # Every admin action is in the audit log with who did it; every worker logged each of its swaps.
-    admin_events = [(e["action"], e["version"]) for e in audit_lines(lab.audit_log) if e["actor"].startswith("api:")]
-    assert admin_events == [("pin", "1.2.0"), ("unpin", "1.2.0"), ("rollback", "1.6.0"), ("unpin", "1.6.0")]
-    for version in ("1.1.0", "1.4.0", "1.2.0", "1.7.0", "1.6.0", "1.10.0"):
+    admin_events = [(e["action"], e["version"]) for e in audit_lines(lab.audit_log)[earlier:]
+                    if e["actor"].startswith("api:")]
+    assert admin_events == [("pin", f"{m}.2.0"), ("unpin", f"{m}.2.0"), ("rollback", f"{m}.6.0"), ("unpin", f"{m}.6.0")]
+    for version in (f"{m}.1.0", f"{m}.4.0", f"{m}.2.0", f"{m}.7.0", f"{m}.6.0", f"{m}.10.0"):
         assert sorted(e["worker"] for e in lab.events("swap", version)) == [0, 1], version
         assert len(lab.events("approve", version)) <= 1  # decided once, machine-wide
 
@@ -243,13 +251,13 @@ def test_missing_dictionary_is_rejected(lab: Lab) -> None:
 
 
 def test_corrupt_weights_are_rejected_without_harming_a_worker(lab: Lab) -> None:
-    current = lab.current()
+    current, version = lab.current(), f"{lab.next_major()}.0.0"
     pids = sorted(lab.server.worker_pids())
-    source = make_source(lab.base, lab.work / "src-2.4.0", 0)
+    source = make_source(lab.base, lab.work / f"src-{version}", 0)
     corrupt(source / "det" / "inference.pdmodel")  # the publisher hashes the damaged file: checksums pass
     with lab.load.window() as window:
-        publish(source, ModelRepository(lab.repo_root), "2.4.0", created_by="tests")
-        verdict = lab.wait_verdict("2.4.0")
+        publish(source, ModelRepository(lab.repo_root), version, created_by="tests")
+        verdict = lab.wait_verdict(version)
         lab.hold(current, seconds=1)
     window.assert_clean()
     assert sorted(lab.server.worker_pids()) == pids  # no worker crashed or was replaced
@@ -258,14 +266,14 @@ def test_corrupt_weights_are_rejected_without_harming_a_worker(lab: Lab) -> None
 
 
 def test_versions_that_read_worse_are_rejected_by_the_gate(lab: Lab) -> None:
-    current = lab.current()
-    garbage = lab.stage("2.5.0", rotate_all=True)  # loads and runs; every character is wrong
-    worse = lab.stage("2.5.1", swap="AE")  # reads A as E and back: a few percent of characters wrong
+    current, m = lab.current(), lab.next_major()
+    garbage = lab.stage(f"{m}.0.0", rotate_all=True)  # loads and runs; every character is wrong
+    worse = lab.stage(f"{m}.0.1", swap="AE")  # reads A as E and back: a few percent of characters wrong
     with lab.load.window() as window:
-        os.rename(garbage, lab.pipeline / "2.5.0")
-        os.rename(worse, lab.pipeline / "2.5.1")
-        slightly = lab.wait_verdict("2.5.1", timeout=CONVERGE_BOUND_S)
-        hopeless = lab.wait_verdict("2.5.0", timeout=CONVERGE_BOUND_S)
+        os.rename(garbage, lab.pipeline / f"{m}.0.0")
+        os.rename(worse, lab.pipeline / f"{m}.0.1")
+        slightly = lab.wait_verdict(f"{m}.0.1", timeout=CONVERGE_BOUND_S)
+        hopeless = lab.wait_verdict(f"{m}.0.0", timeout=CONVERGE_BOUND_S)
         lab.hold(current, seconds=1)
     window.assert_clean()
     assert window.versions() == {current}
@@ -278,7 +286,7 @@ def test_versions_that_read_worse_are_rejected_by_the_gate(lab: Lab) -> None:
     assert "worse than the live version" in slightly["reason"]
     assert hopeless["gate"]["cer"] > 0.5 and "above the ceiling" in hopeless["reason"]
     # One worker evaluated each; the other followed the verdict instead of loading it too.
-    for version in ("2.5.0", "2.5.1"):
+    for version in (f"{m}.0.0", f"{m}.0.1"):
         assert len(lab.events("load", version)) == 1 and len(lab.events("reject", version)) == 1
 
 
@@ -313,8 +321,10 @@ def test_watched_directory_briefly_unavailable(lab: Lab) -> None:
 
 
 def test_half_copied_version_waits_then_serves(lab: Lab) -> None:
-    staged = lab.stage("2.7.0", k=11)
-    target = lab.pipeline / "2.7.0"
+    lab.admin.unpin()
+    version = f"{lab.next_major()}.0.0"
+    staged = lab.stage(version, k=11)
+    target = lab.pipeline / version
     files = sorted(p.relative_to(staged) for p in staged.rglob("*") if p.is_file())
     files.sort(key=lambda rel: rel.name != "manifest.json")  # the worst order: the manifest first
     seen: list[tuple[float, str | None]] = []  # (when the answer arrived, state)
@@ -322,11 +332,11 @@ def test_half_copied_version_waits_then_serves(lab: Lab) -> None:
 
     def observe() -> None:
         while not stop.is_set():
-            version = lab.admin.version("2.7.0")
-            seen.append((time.monotonic(), version["state"] if version else None))
+            listed = lab.admin.version(version)
+            seen.append((time.monotonic(), listed["state"] if listed else None))
             time.sleep(0.2)
 
-    lab.expected["2.7.0"] = expected_text(11)
+    lab.expected[version] = expected_text(11)
     with lab.load.window() as window:
         observer = threading.Thread(target=observe)
         observer.start()
@@ -335,34 +345,37 @@ def test_half_copied_version_waits_then_serves(lab: Lab) -> None:
                 if index:
                     time.sleep(0.7)
                 if index == len(files) - 1:  # under load the admin API can be slower than the copying
-                    wait_for(lambda: "pending" in [state for _, state in seen], 120, "2.7.0 seen pending")
+                    wait_for(lambda: "pending" in [state for _, state in seen], 120, f"{version} seen pending")
                 last_copy = time.monotonic()
                 (target / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(staged / rel, target / rel)
         finally:
             stop.set()
             observer.join()
-        lab.converge("2.7.0")
+        lab.converge(version)
     window.assert_clean()
     while_copying = [state for answered, state in seen if answered < last_copy]  # surely incomplete then
     assert len(files) >= 7 and "pending" in while_copying
     assert set(while_copying) <= {None, "pending"}, f"a version being copied was {set(while_copying)}"
-    assert not lab.events("reject", "2.7.0")
+    assert not lab.events("reject", version)
 
 
 def test_serving_version_deleted_from_disk(lab: Lab) -> None:
-    assert lab.current() == "2.7.0"
+    lab.admin.unpin()
+    version = f"{lab.next_major()}.0.0"
+    lab.publish((version, 12))
+    lab.converge(version)
     # What a restart would serve: the highest approved version left on disk.
     fallback = next(v["version"] for v in lab.admin.models()["versions"]
-                    if v["version"] != "2.7.0" and v["verdict"] and v["verdict"]["decision"] == "approved")
+                    if v["version"] != version and v["verdict"] and v["verdict"]["decision"] == "approved")
     with lab.load.window() as window:
-        shutil.rmtree(lab.pipeline / "2.7.0")
+        shutil.rmtree(lab.pipeline / version)
         lab.converge(fallback)
     window.assert_clean()
-    assert window.versions() == {"2.7.0", fallback}
+    assert window.versions() == {version, fallback}
     # Recorded by each worker that noticed the loss while still serving it (a worker whose scan caught
     # the directory half-deleted saw a damaged version instead and moved on just the same).
-    assert lab.events("missing", "2.7.0")
+    assert lab.events("missing", version)
 
 
 def test_restart_keeps_the_pin_and_the_rejections(lab: Lab) -> None:
@@ -370,18 +383,23 @@ def test_restart_keeps_the_pin_and_the_rejections(lab: Lab) -> None:
 
     No load window here: a process restart is not zero-downtime (see README, "Readiness and restarts");
     what is checked is what the new workers choose to serve and that nothing is judged twice."""
-    response = lab.admin.activate("1.4.0")
+    m = lab.next_major()
+    pinned = f"{m}.0.0"
+    lab.publish((pinned, 13), (f"{m}.1.0", 14))
+    lab.converge(f"{m}.1.0")
+    response = lab.admin.activate(pinned)
     assert response.status_code == 202, response.text
-    lab.converge("1.4.0")
+    lab.converge(pinned)
     old_pids = set(lab.server.worker_pids())
     restarted = time.time()
     os.kill(lab.server.process.pid, signal.SIGHUP)
     wait_for(lambda: not old_pids & set(lab.server.worker_pids()) and len(lab.server.worker_pids()) == 2, 120,
              "Gunicorn to replace its workers")
-    lab.converge("1.4.0")  # from their first load: no detour through the highest version
+    lab.converge(pinned)  # from their first load: no detour through the highest version
     events = [e for e in audit_lines(lab.audit_log) if e["time"] >= _iso(restarted)]
     assert {(e["action"], e["version"]) for e in events if e["action"] in ("load", "swap")} == {
-        ("load", "1.4.0"), ("swap", "1.4.0")}  # rejected versions were not tried again
+        ("load", pinned), ("swap", pinned)}  # rejected versions were not tried again
     assert not [e for e in events if e["action"] in ("reject", "approve")]  # nothing judged twice
     assert lab.admin.models()["pin"]["effective"] is True
     assert requests.get(f"{lab.server.url}/readyz", timeout=30).status_code == 200
+    assert lab.admin.unpin().status_code == 200  # leave the lab as the other tests expect it: no pin

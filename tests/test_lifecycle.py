@@ -1,6 +1,7 @@
 """Pieces of the model lifecycle on their own: the policy, the shared state files, locks and the audit log
 across processes, the watcher's recovery, the manager's snapshots, the gate's decision and golden sets.
-The whole lifecycle under load is tested against real Gunicorn in test_hot_swap.py."""
+The controller's decisions are in test_controller.py; the whole lifecycle under load against real
+Gunicorn in test_hot_swap.py."""
 
 from __future__ import annotations
 
@@ -14,40 +15,36 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from server.lifecycle.audit import AuditLog, read_audit
-from server.lifecycle.controller import LifecycleConfig, LifecycleController
-from server.lifecycle.gate import GatePolicy, GoldenScore, GoldenSet, GoldenSetError, builtin_golden_set, judge, \
-    load_golden_set, resolve_golden_set
-from server.lifecycle.locks import FileLock
+from server.governance.audit import AuditLog, read_audit
 from server.lifecycle.manager import ModelManager
 from server.lifecycle.pins import Pin, PinStore
 from server.lifecycle.policy import preference, rollback_target
-from server.lifecycle.statefiles import StatePaths
-from server.lifecycle.verdicts import APPROVED, REJECTED, Verdict, VerdictStore
+from server.lifecycle.source import Inspection, Scan
+from server.lifecycle.states import VersionState
+from server.lifecycle.verdicts import Verdict, VerdictStore
 from server.lifecycle.watcher import RepositoryWatcher
-from server.lifecycle.workers import WorkerBoard
-from server.repository.candidates import Inspection, Readiness, Scan
-from server.repository.layout import ModelRepository
-from server.runtime import RuntimeOptions
-from tests.helpers import encode, render_text
-from tests.lifecycle_support import wait_for, write_golden_set
+from server.quality.gate import GatePolicy, GatePolicyError, GoldenScore, judge
+from server.quality.golden import GoldenSet, GoldenSetError, builtin_golden_set, load_golden_set, resolve_golden_set
+from server.storage.locks import FileLock
+from tests.support.images import encode, render_text
+from tests.support.lifecycle import wait_for, write_golden_set
 
 
-def scan_of(**readiness: Readiness) -> Scan:
+def scan_of(**states: VersionState) -> Scan:
     versions = {name.replace("_", "."): Inspection(name.replace("_", "."), Path(name), state, "", f"fp-{name}", 0.0)
-                for name, state in readiness.items()}
+                for name, state in states.items()}
     return Scan(at=0.0, versions=versions)
 
 
-def verdict(version: str, decision: str = REJECTED, fingerprint: str | None = None) -> Verdict:
-    return Verdict(version, fingerprint or f"fp-{version.replace('.', '_')}", decision, "gate_rejected", "worse")
+def verdict(version: str, state: VersionState = VersionState.REJECTED, fingerprint: str | None = None) -> Verdict:
+    return Verdict(version, fingerprint or f"fp-{version.replace('.', '_')}", state, "gate_rejected", "worse")
 
 
 # -- policy ---------------------------------------------------------------------------------------------
 
 def test_highest_eligible_wins_and_a_pin_overrides_it() -> None:
-    scan = scan_of(**{"1_0": Readiness.CANDIDATE, "1_1": Readiness.CANDIDATE, "1_2": Readiness.PENDING,
-                      "1_3": Readiness.CANDIDATE, "2_0": Readiness.REJECTED})
+    scan = scan_of(**{"1_0": VersionState.NEW, "1_1": VersionState.NEW, "1_2": VersionState.PENDING,
+                      "1_3": VersionState.NEW, "2_0": VersionState.REJECTED})
     verdicts = {"1.3": verdict("1.3")}
     assert preference(scan, verdicts, None).order == ["1.1", "1.0"]
     pinned = preference(scan, verdicts, Pin("1.0"))
@@ -55,7 +52,7 @@ def test_highest_eligible_wins_and_a_pin_overrides_it() -> None:
 
 
 def test_a_pin_on_an_ineligible_version_is_ignored_with_a_reason() -> None:
-    scan = scan_of(**{"1_0": Readiness.CANDIDATE, "1_3": Readiness.CANDIDATE})
+    scan = scan_of(**{"1_0": VersionState.NEW, "1_3": VersionState.NEW})
     ignored = preference(scan, {"1.3": verdict("1.3")}, Pin("1.3"))
     assert ignored.order == ["1.0"] and not ignored.pin_effective and "rejected: worse" in ignored.pin_reason
     assert "not in the repository" in preference(scan, {}, Pin("9.9")).pin_reason
@@ -64,8 +61,8 @@ def test_a_pin_on_an_ineligible_version_is_ignored_with_a_reason() -> None:
 
 
 def test_rollback_steps_below_what_serves() -> None:
-    scan = scan_of(**{"1_0": Readiness.CANDIDATE, "1_1": Readiness.CANDIDATE, "1_2": Readiness.CANDIDATE,
-                      "1_3": Readiness.CANDIDATE})
+    scan = scan_of(**{"1_0": VersionState.NEW, "1_1": VersionState.NEW, "1_2": VersionState.NEW,
+                      "1_3": VersionState.NEW})
     verdicts = {"1.2": verdict("1.2")}
     assert rollback_target(scan, verdicts, None, served=["1.3", "1.3"]) == ("1.3", "1.1")
     # The new version is not loaded anywhere yet: roll back from what clients get.
@@ -77,12 +74,12 @@ def test_rollback_steps_below_what_serves() -> None:
 
 def test_first_verdict_stands_until_the_files_change(tmp_path: Path) -> None:
     store = VerdictStore(tmp_path / "verdicts")
-    first, created = store.record(Verdict("1.0", "a", REJECTED, "load_error", "broken"))
+    first, created = store.record(Verdict("1.0", "a", VersionState.REJECTED, "load_error", "broken"))
     assert created and first.reason == "broken"
-    standing, created = store.record(Verdict("1.0", "a", APPROVED, "success", "fine"))
-    assert not created and standing.decision == REJECTED
+    standing, created = store.record(Verdict("1.0", "a", VersionState.READY, "success", "fine"))
+    assert not created and standing.state is VersionState.REJECTED
     assert store.current("1.0", "b") is None
-    replaced, created = store.record(Verdict("1.0", "b", APPROVED, "success", "fine"))
+    replaced, created = store.record(Verdict("1.0", "b", VersionState.READY, "success", "fine"))
     assert created and store.current("1.0", "b").approved  # type: ignore[union-attr]
     store.mark_served("1.0", "b")
     assert store.get("1.0").served_at  # type: ignore[union-attr]
@@ -227,7 +224,7 @@ def test_manifest_may_set_its_own_tolerance_within_bounds() -> None:
     policy = GatePolicy(tolerance=0.01, max_cer=0.3)
     assert policy.for_manifest({"tolerance": 0.05}) == GatePolicy(tolerance=0.05, max_cer=0.3)
     for bad in ({"tolerance": 2}, {"tolerance": "0.1"}, {"max_cer": True}, {"tolerence": 0.1}):
-        with pytest.raises(GoldenSetError):
+        with pytest.raises(GatePolicyError):
             policy.for_manifest(bad)
 
 
@@ -261,34 +258,3 @@ def test_version_golden_set_wins_over_the_repository_one_then_builtin(tmp_path: 
     builtin = builtin_golden_set()
     assert len(builtin) == 2 and all(s.image.shape[2] == 3 and s.text for s in builtin)
     assert os.path.basename(chosen.source) == "golden"
-
-
-# -- controller -----------------------------------------------------------------------------------------
-
-def test_controller_rejects_broken_versions_once_and_keeps_watching(tmp_path: Path) -> None:
-    """No loadable version here, so nothing reaches Paddle: the reconcile loop itself is under test."""
-    repo = ModelRepository(tmp_path / "models")
-    (repo.pipeline_dir / "1.0.0" / "det").mkdir(parents=True)  # no manifest
-    (tmp_path / "elsewhere" / "2.0.0").mkdir(parents=True)
-    (repo.pipeline_dir / "2.0.0").symlink_to(tmp_path / "elsewhere" / "2.0.0", target_is_directory=True)
-    state = StatePaths(tmp_path / "state", "ppocr")
-    config = LifecycleConfig(poll_s=0.2, debounce_s=0.05, settle_s=0.0, gate=GatePolicy(0.01, 0.3),
-                             warmup_shapes=((320, 320),), drain_timeout_s=5.0)
-    controller = LifecycleController(repo, ModelManager(), RuntimeOptions(), config, state,
-                                     AuditLog(tmp_path / "audit.log"), slot=3)
-    verdicts = VerdictStore(state.verdicts_dir)
-    controller.start()
-    try:
-        wait_for(lambda: set(verdicts.all()) == {"1.0.0", "2.0.0"}, 20, "both versions to be judged")
-        time.sleep(1.0)  # several more passes: a standing verdict is not written or audited again
-        (repo.pipeline_dir / "3.0.0").mkdir()  # noticed while running
-        wait_for(lambda: "3.0.0" in verdicts.all(), 20, "the new directory to be judged")
-        board = WorkerBoard(state.workers_dir).live()
-        assert [(w.slot, w.pid, w.serving, w.loading) for w in board] == [(3, os.getpid(), None, None)]
-    finally:
-        controller.stop()
-    assert not controller.watcher.armed
-    events = [(e["action"], e["version"], e["result"]) for e in read_audit(tmp_path / "audit.log")]
-    assert sorted(events) == [("reject", "1.0.0", "no_manifest"), ("reject", "2.0.0", "outside_repository"),
-                              ("reject", "3.0.0", "no_manifest")]
-    assert not controller.manager.ready

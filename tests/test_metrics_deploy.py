@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.metrics import MetricWrapperBase
 
-import server.metrics
-from tests.helpers import ROOT
+import server.observability.metrics
+from tests.support.server import ROOT
 
 DEPLOY = ROOT / "deploy"
 RULES = DEPLOY / "prometheus-alerts.yml"
@@ -29,7 +29,7 @@ _METRIC_NAME = re.compile(r"\bocr_[a-z_]+\b")
 
 
 def _defined() -> dict[str, MetricWrapperBase]:
-    return {m._name: m for m in vars(server.metrics).values() if isinstance(m, MetricWrapperBase)}
+    return {m._name: m for m in vars(server.observability.metrics).values() if isinstance(m, MetricWrapperBase)}
 
 
 def _exposed_name(metric: MetricWrapperBase) -> str:

@@ -17,19 +17,20 @@ import pytest
 from flask import Flask
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 
-from server.app import create_app
+from server.http.app import create_app
 from server.config import Settings
-from server.exposition import exposition_registry, render
-from server.metrics import model_serving
-from server.multiprocess import ENV_VAR, mark_worker_dead, prepare_directory, remove_directory
-from tests.helpers import ROOT, Scrape
+from server.observability.exposition import exposition_registry, render
+from server.observability.metrics import model_serving
+from server.observability.multiprocess import ENV_VAR, mark_worker_dead, prepare_directory, remove_directory
+from tests.support.metrics import Scrape
+from tests.support.server import ROOT
 
 # A stand-in for a Gunicorn worker: a separate process with the directory in its environment before
 # prometheus_client is imported, serving the versions given in turn, answering one request and leaving
 # it "in flight" (it exits without finishing it, like a killed worker).
 _WORKER = """
 import os, sys
-from server.metrics import INFLIGHT, REQUESTS, model_serving
+from server.observability.metrics import INFLIGHT, REQUESTS, model_serving
 slot, versions = sys.argv[1], sys.argv[2:]
 for version in versions:
     model_serving(version, worker=slot, backend="paddle", device="cpu")

@@ -23,16 +23,9 @@ from PIL import Image
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from tests.helpers import (
-    DEFAULT_VERSION,
-    RunningServer,
-    Scrape,
-    encode,
-    free_port,
-    gunicorn_server,
-    render_text,
-    scrape,
-)
+from tests.support.images import encode, render_text
+from tests.support.metrics import Scrape, scrape
+from tests.support.server import DEFAULT_VERSION, RunningServer, free_port, gunicorn_server
 
 V = DEFAULT_VERSION
 STAGES = ("decode", "det", "cls", "rec")
@@ -90,14 +83,14 @@ GOOD_PAGES = {
     "cash": ["CASH 20.00", "CHANGE 7.50"],
     "thanks": ["THANK YOU"],
 }
-# status, error code -> how many of the bad requests below get it
+# status, error code -> how many of the bad requests below get it. The last one, GET /v1/ocr, is
+# answered 405 by routing: it never reaches the OCR endpoint, so it is counted nowhere.
 BAD_EXPECTED = {
     ("415", "unsupported_media_type"): 2,
     ("400", "invalid_base64"): 1,
     ("422", "invalid_image"): 1,
     ("400", "empty_image"): 1,
     ("400", "unknown_option"): 1,
-    ("405", "method_not_allowed"): 1,
 }
 
 
@@ -211,6 +204,8 @@ def _check_traffic(seen: Scrape, expected: Expected) -> None:
         assert seen.total("ocr_requests_total", status=status, model_version="none") == sent, status
     assert seen.total("ocr_requests_total") == expected.answered + sum(BAD_EXPECTED.values())
     assert seen.total("ocr_errors_total") == sum(BAD_EXPECTED.values())
+    assert seen.total("ocr_requests_total", status="405") == 0 and seen.total("ocr_errors_total",
+                                                                              code="method_not_allowed") == 0
 
     for stage in STAGES:
         labels = {"stage": stage, "model_version": V}
@@ -270,6 +265,7 @@ def test_three_workers_one_view_and_a_killed_worker(model_repo: Path, tmp_path: 
         for response in responses[:6]:
             expected.add_answer(response)
         refusals = [status_and_code for status_and_code, n in BAD_EXPECTED.items() for _ in range(n)]
+        refusals.append(("405", "method_not_allowed"))
         for response, status_and_code in zip(responses[6:], refusals, strict=True):
             assert (str(response.status_code), response.json()["error"]) == status_and_code
         with requests.Session() as session:

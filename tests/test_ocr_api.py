@@ -7,9 +7,10 @@ import base64
 
 import pytest
 import requests
-from PIL import Image
+from PIL import Image, ImageFilter
 
-from tests.helpers import DEFAULT_VERSION, RunningServer, encode, expected_text, read_text, render_text, squash
+from tests.support.images import encode, expected_text, read_text, render_text, squash
+from tests.support.server import DEFAULT_VERSION, RunningServer
 
 INVOICE = ["INVOICE NO: 2026-1187", "TOTAL DUE 1,234.56"]
 
@@ -94,12 +95,39 @@ def test_drop_score_from_query_string_filters_lines(shared_server: RunningServer
     assert len(kept) == sum(score >= cut for score in scores)
 
 
-def test_detection_options_are_accepted(shared_server: RunningServer) -> None:
-    query = "det_limit_side_len=960&det_limit_type=max&det_thresh=0.3&det_box_thresh=0.5&det_unclip_ratio=1.6"
-    response = requests.post(f"{shared_server.url}/v1/ocr?{query}", data=encode(render_text(INVOICE)),
-                             headers={"Content-Type": "image/png"}, timeout=120)
+def _read(server: RunningServer, image: bytes, query: str = "") -> dict:
+    response = requests.post(f"{server.url}/v1/ocr?{query}", data=image, headers={"Content-Type": "image/png"},
+                             timeout=120)
     assert response.status_code == 200, response.text
-    assert read_text(response.json()["results"][0]) == expected_text(INVOICE)
+    return response.json()["results"][0]
+
+
+def _box_area(line: dict) -> float:
+    (x0, y0), _, (x2, y2), _ = line["box"]
+    return (x2 - x0) * (y2 - y0)
+
+
+def test_each_detection_option_changes_what_is_detected(shared_server: RunningServer) -> None:
+    """Each det_* option, set to a value that must make a difference, does: an option the server
+    dropped or ignored would leave the reading of this page as it is with the version's settings."""
+    image = encode(render_text(INVOICE))
+    default = _read(shared_server, image)
+    assert read_text(default) == expected_text(INVOICE)
+    # Detection on a page shrunk to 32 px on its long side finds no readable line.
+    assert read_text(_read(shared_server, image, "det_limit_side_len=32&det_limit_type=max")) != expected_text(INVOICE)
+    # With "min" the same limit only ever scales up: the page is left as it is and reads as by default.
+    assert read_text(_read(shared_server, image, "det_limit_side_len=32&det_limit_type=min")) == expected_text(INVOICE)
+    # A stricter pixel threshold keeps a subset of each line's pixels, so the boxes shrink (on a blurred
+    # page, where the text's edges are uncertain); no box of this page averages 99%.
+    blurred = encode(render_text(INVOICE).filter(ImageFilter.GaussianBlur(2.5)))
+    strict = _read(shared_server, blurred, "det_thresh=0.9")["lines"]
+    usual = _read(shared_server, blurred)["lines"]
+    assert strict and sum(map(_box_area, strict)) < sum(map(_box_area, usual))
+    assert _read(shared_server, image, "det_box_thresh=0.99")["lines"] == []
+    # Boxes are grown back around the text by the unclip ratio.
+    tight = _read(shared_server, image, "det_unclip_ratio=1.0")["lines"]
+    loose = _read(shared_server, image, "det_unclip_ratio=3.0")["lines"]
+    assert tight and loose and sum(map(_box_area, loose)) > 1.5 * sum(map(_box_area, tight))
 
 
 @pytest.mark.parametrize("use_cls", [True, False])

@@ -17,7 +17,7 @@ from server.repository.family import (
     settings_from_yml,
 )
 from server.repository.manifest import StageSpec, read_manifest
-from tests.helpers import ONNX_MODELS
+from tests.support.server import ONNX_MODELS
 
 V6_SMALL = ONNX_MODELS["ppocrv6_small"]
 STAGES = {"det": StageSpec(dir="det"), "rec": StageSpec(dir="rec", dict="rec/dict.txt")}

@@ -16,15 +16,19 @@ import cv2
 import numpy as np
 import pytest
 
-from server.lifecycle.loader import LoadedModel, load_version
+from server.lifecycle.loader import LoadedModel
+from server.lifecycle.pipeline_loader import load_version
+from server.lifecycle.probe import ProbeError, probe_networks
 from server.repository.family import derive_settings
 from server.repository.install import RECIPES, InstallError, install_version
 from server.repository.layout import ModelRepository
 from server.repository.manifest import Manifest, StageSpec, hash_tree, read_manifest, verify_files, write_manifest
+from server.repository.publish import publish
 from server.runtime import RuntimeOptions
 from server.runtime.onnx import OnnxSession
 from server.runtime.paddle import PaddleSession
-from tests.helpers import DEFAULT_VERSION, ONNX_MODELS, ROOT, encode, render_text, squash
+from tests.support.images import encode, render_text, squash
+from tests.support.server import DEFAULT_VERSION, ONNX_MODELS, ROOT
 
 OPTIONS = RuntimeOptions(cpu_threads=2, concurrency=1)
 LINES = ["INVOICE NO: 2026-1187", "DATE 25/12/2018 14:32", "TOTAL DUE RM 1,234.56"]
@@ -155,3 +159,60 @@ def test_cli_install(tmp_path: Path) -> None:
     assert json.loads((root / "ppocr" / "9.0.0-tiny" / "manifest.json").read_text())["version"] == "9.0.0-tiny"
     unknown = subprocess.run([*run, "ppocrv7"], capture_output=True, text=True, cwd=ROOT)
     assert unknown.returncode == 2 and "unknown model ppocrv7" in unknown.stderr
+
+
+def _version_with(repo: ModelRepository, source: Path, version: str, stages: dict[str, StageSpec],
+                  settings: dict) -> Path:
+    """Publish the folders under `source` as `version`, with these stage entries and settings."""
+    write_manifest(source, Manifest(name="ppocr", version="0", created_at="", created_by="test", source={},
+                                    framework={"name": "paddle+onnxruntime"}, stages=stages, files={},
+                                    settings=settings))
+    return publish(source, repo, version, created_by="tests")
+
+
+def test_a_stage_holding_both_formats_runs_on_the_runtime_its_manifest_names(onnx_repo: Path,
+                                                                             tmp_path: Path) -> None:
+    """det/ holds the Paddle files and their ONNX export (what PaddleX's high-performance export leaves);
+    `runtime: onnxruntime` must run it on ONNX Runtime, at load and in the probe. Fails on 6636260,
+    which ignored the stage's runtime and served Paddle."""
+    default, exported = onnx_repo / "ppocr" / DEFAULT_VERSION, onnx_repo / "ppocr" / ONNX_MODELS["ppocrv4_onnx"]
+    source = tmp_path / "src"
+    shutil.copytree(default, source, ignore=shutil.ignore_patterns("manifest.json"))
+    shutil.copy(next((exported / "det").glob("*.onnx")), source / "det" / "inference.onnx")
+    stages = {"det": StageSpec(dir="det", runtime="onnxruntime"), "cls": StageSpec(dir="cls"),
+              "rec": StageSpec(dir="rec", dict="rec/ppocr_keys_v1.txt")}
+    repo = ModelRepository(tmp_path / "models")
+    version_dir = _version_with(repo, source, "5.0.0-both", stages, read_manifest(default).settings)
+    model = load_version(repo, "5.0.0-both", OPTIONS)
+    try:
+        assert isinstance(model.pipeline.detector.session, OnnxSession)
+        assert isinstance(model.pipeline.recognizer.session, PaddleSession)
+        assert [squash(line.text) for line in model.pipeline.run(_page()).lines] == [squash(line) for line in LINES]
+    finally:
+        model.close()
+    # The probe opens the stage on the same runtime: a broken ONNX file beside sound Paddle files fails it.
+    (version_dir / "det" / "inference.onnx").write_bytes(b"not an onnx model")
+    with pytest.raises(ProbeError, match="det"):
+        probe_networks(version_dir, read_manifest(version_dir), OPTIONS, timeout_s=300)
+
+
+def test_an_exports_inference_yml_is_read_when_the_version_loads(onnx_repo: Path, tmp_path: Path) -> None:
+    """A version published with an `inference.yml` and only partial settings runs with the yml's DB
+    thresholds (what `ocr-server models install` would have written into the manifest). Fails on
+    6636260, which built the pipeline from the manifest's settings alone."""
+    default = onnx_repo / "ppocr" / DEFAULT_VERSION
+    source = tmp_path / "src"
+    shutil.copytree(default, source, ignore=shutil.ignore_patterns("manifest.json"))
+    (source / "det" / "inference.yml").write_text(
+        "Global:\n  model_name: PP-OCRv4_mobile_det\n"
+        "PostProcess:\n  name: DBPostProcess\n  thresh: 0.2\n  box_thresh: 0.45\n  unclip_ratio: 1.4\n")
+    stages = {"det": StageSpec(dir="det"), "cls": StageSpec(dir="cls"),
+              "rec": StageSpec(dir="rec", dict="rec/ppocr_keys_v1.txt")}
+    repo = ModelRepository(tmp_path / "models")
+    _version_with(repo, source, "5.1.0-yml", stages, {"det": {"unclip_ratio": 1.5}})  # the manifest wins
+    model = load_version(repo, "5.1.0-yml", OPTIONS)
+    try:
+        det = model.pipeline.settings.det
+        assert (det.thresh, det.box_thresh, det.unclip_ratio) == (0.2, 0.45, 1.5)
+    finally:
+        model.close()

@@ -5,16 +5,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.helpers import (
-    DEFAULT_VERSION,
-    ONNX_MODELS,
-    RunningServer,
-    copy_version,
-    encode,
-    gunicorn_server,
-    render_text,
-    squash,
-)
+from tests.support.images import encode, render_text, squash
+from tests.support.server import DEFAULT_VERSION, ONNX_MODELS, RunningServer, copy_version, gunicorn_server
 
 V6_SMALL = ONNX_MODELS["ppocrv6_small"]
 

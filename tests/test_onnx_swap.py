@@ -2,7 +2,7 @@
 real Gunicorn server (2 workers x 4 threads) with 6 clients posting without pause.
 
 The PP-OCRv6 version is published with its dictionary's digits permuted (variant 3, see
-tests/lifecycle_support.py), so each response's text proves which network read it: a response whose
+tests/support/lifecycle.py), so each response's text proves which network read it: a response whose
 X-Model-Version header says one version while the other version's runtime answered fails the check.
 The metrics scraped at the end must account for every answer under the version that gave it.
 """
@@ -15,11 +15,10 @@ from pathlib import Path
 
 from server.repository.layout import ModelRepository
 from server.repository.publish import publish
-from tests.helpers import DEFAULT_VERSION, ONNX_MODELS, gunicorn_server, scrape
-from tests.lifecycle_support import (
+from tests.support.lifecycle import (
     ADMIN_TOKEN,
     Admin,
-    LoadGenerator,
+    expect_versions,
     expected_text,
     load_image,
     make_source,
@@ -27,6 +26,9 @@ from tests.lifecycle_support import (
     wait_for,
     write_golden_set,
 )
+from tests.support.load import LoadGenerator
+from tests.support.metrics import scrape
+from tests.support.server import DEFAULT_VERSION, ONNX_MODELS, gunicorn_server
 
 CONVERGE_BOUND_S = 300.0  # two workers load one after the other while the clients keep both cores busy
 V6_SMALL = ONNX_MODELS["ppocrv6_small"]
@@ -42,7 +44,7 @@ def test_swap_paddle_to_onnx_and_back_under_load(onnx_repo: Path, tmp_path: Path
            "OCR_TIMEOUT": "600"}
     with gunicorn_server(repo_root, tmp_path / "logs", workers=2, threads=4, env=env) as server:
         admin = Admin(server.url)
-        load = LoadGenerator(server.url, load_image(), expected, clients=6)
+        load = LoadGenerator(server.url, [load_image()], expect_versions(expected), clients=6)
         load.start()
         try:
             with load.window() as window:

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from server.repository.candidates import Readiness, VerifyCache, fingerprint, inspect_version, scan_repository
+from server.lifecycle.states import VersionState
+from server.lifecycle.source import VerifyCache, fingerprint, inspect_version, scan_repository
 from server.repository.layout import ModelRepository, VersionNameError, parse_version
 from server.repository.manifest import read_manifest
 from server.repository.publish import PublishError, publish
-from tests.helpers import ROOT
-from tests.lifecycle_support import audit_lines
+from tests.support.lifecycle import audit_lines
+from tests.support.server import ROOT
 
 
 def make_src(path: Path, with_cls: bool = True) -> Path:
@@ -82,7 +83,7 @@ def test_published_version_is_a_candidate(repo: ModelRepository, tmp_path: Path)
     assert manifest.source["published_from"] == str((tmp_path / "src").resolve())
     assert len(manifest.files) == 7
     inspection = inspect_version(repo, "1.0.0", settle_s=3600, cache=VerifyCache())
-    assert inspection.readiness is Readiness.CANDIDATE, inspection.reason
+    assert inspection.state is VersionState.NEW, inspection.reason
     assert [p.name for p in repo.pipeline_dir.iterdir() if p.name.startswith(".staging")] == []
 
 
@@ -116,9 +117,9 @@ def test_publish_refuses_existing_versions_bad_names_and_incomplete_sources(
 def test_no_manifest_is_pending_while_changing_then_rejected(repo: ModelRepository, tmp_path: Path) -> None:
     make_src(repo.pipeline_dir / "1.0.0")
     pending = inspect_version(repo, "1.0.0", settle_s=3600, cache=VerifyCache())
-    assert pending.readiness is Readiness.PENDING and "copy in progress" in pending.reason
+    assert pending.state is VersionState.PENDING and "copy in progress" in pending.reason
     settled = inspect_version(repo, "1.0.0", settle_s=0, cache=VerifyCache())
-    assert settled.readiness is Readiness.REJECTED and settled.code == "no_manifest"
+    assert settled.state is VersionState.REJECTED and settled.code == "no_manifest"
 
 
 def test_checksum_mismatch_missing_file_and_wrong_version(repo: ModelRepository, tmp_path: Path) -> None:
@@ -126,7 +127,7 @@ def test_checksum_mismatch_missing_file_and_wrong_version(repo: ModelRepository,
     (target / "det" / "inference.pdiparams").write_bytes(os.urandom(256))
     (target / "rec" / "keys.txt").unlink()
     inspection = inspect_version(repo, "1.0.0", settle_s=0, cache=VerifyCache())
-    assert inspection.readiness is Readiness.REJECTED and inspection.code == "verify_failed"
+    assert inspection.state is VersionState.REJECTED and inspection.code == "verify_failed"
     assert "det/inference.pdiparams: sha256 mismatch" in inspection.reason
     assert "rec/keys.txt: missing" in inspection.reason
     os.rename(target, repo.pipeline_dir / "2.0.0")
@@ -151,9 +152,9 @@ def test_symlinks_inside_are_followed_outside_rejected(repo: ModelRepository, tm
     os.rename(real, repo.pipeline_dir / ".data-1.0.0")
     (repo.pipeline_dir / "1.0.0").symlink_to(repo.pipeline_dir / ".data-1.0.0", target_is_directory=True)
     scan = scan_repository(repo, settle_s=3600, cache=VerifyCache())
-    assert scan.versions["1.0.0"].readiness is Readiness.CANDIDATE
+    assert scan.versions["1.0.0"].state is VersionState.NEW
     escaped = scan.versions["2.0.0"]
-    assert escaped.readiness is Readiness.REJECTED and escaped.code == "outside_repository"
+    assert escaped.state is VersionState.REJECTED and escaped.code == "outside_repository"
     assert str(outside) in escaped.reason
 
 
@@ -164,7 +165,7 @@ def test_a_file_symlinked_outside_fails_verification(repo: ModelRepository, tmp_
     (target / "rec" / "keys.txt").unlink()
     (target / "rec" / "keys.txt").symlink_to(secret)
     inspection = inspect_version(repo, "1.0.0", settle_s=0, cache=VerifyCache())
-    assert inspection.readiness is Readiness.REJECTED
+    assert inspection.state is VersionState.REJECTED
     assert "rec/keys.txt: outside the version directory" in inspection.reason
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import requests
 
-from tests.helpers import encode, expected_text, gunicorn_server, read_text, render_text
-from tests.images import receipt_lines
+from tests.support.images import encode, expected_text, read_text, receipt_lines, render_text
+from tests.support.server import gunicorn_server
 
 # Enough lines that a request is still being read when the signal arrives (~2 s here, 2 cores busy).
 PAGE_LINES = [line for index in range(12) for line in receipt_lines(index)]

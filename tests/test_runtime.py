@@ -17,7 +17,7 @@ from server.runtime import RuntimeOptions, open_session
 from server.runtime.base import ModelFilesError, detect_runtime
 from server.runtime.onnx import OnnxSession, RuntimeUnavailableError, find_onnx_model, providers_for
 from server.runtime.paddle import PaddleSession
-from tests.helpers import DEFAULT_VERSION, ONNX_MODELS
+from tests.support.server import DEFAULT_VERSION, ONNX_MODELS
 
 V6_TINY = ONNX_MODELS["ppocrv6_tiny"]
 CPU = RuntimeOptions(cpu_threads=1, concurrency=4)

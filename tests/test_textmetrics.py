@@ -1,4 +1,4 @@
-from server.textmetrics import cer, edit_distance, normalize_text
+from server.quality.textmetrics import cer, edit_distance, normalize_text
 
 
 def test_normalisation_ignores_case_and_whitespace() -> None:

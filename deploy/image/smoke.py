@@ -23,6 +23,7 @@ import http.client
 import json
 import resource
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -94,7 +95,7 @@ def _sample() -> tuple[bytes, str]:
     if receipt.is_file():
         return receipt.read_bytes(), "image/jpeg"
     sys.path.insert(0, str(ROOT))
-    from tests.helpers import encode, render_text
+    from tests.support.images import encode, render_text
 
     return encode(render_text(["TOTAL 12.80", "THANK YOU"])), "image/png"
 
@@ -106,8 +107,6 @@ def _start(name: str, args: list[str], image: str) -> None:
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -191,7 +190,6 @@ def bundled_run(image: str) -> dict:
                 "lines": len(answer["results"][0]["lines"])}
     finally:
         subprocess.run([*PODMAN, "rm", "-f", name], capture_output=True)
-        subprocess.run([*PODMAN, "unshare", "rm", "-rf", volume], capture_output=True)
         shutil.rmtree(volume, ignore_errors=True)
 
 

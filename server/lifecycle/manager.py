@@ -10,10 +10,12 @@ that are serving or still finishing requests.
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
 from server.lifecycle.loader import LoadedModel
+from server.lifecycle.memory import release_freed_memory
 
 
 class NotReadyError(RuntimeError):
@@ -62,10 +64,6 @@ class ModelHandle:
         return self._closed_event.wait(timeout)
 
     @property
-    def in_use(self) -> int:
-        return self._refs
-
-    @property
     def closed(self) -> bool:
         return self._closed
 
@@ -100,6 +98,19 @@ class ModelManager:
         if old is not None:
             old.retire()
         return old
+
+    def drain(self, old: ModelHandle, timeout_s: float, stop: threading.Event) -> tuple[bool, float]:
+        """Wait until the retired `old` is freed by its last request (or `timeout_s` passes, or `stop` is
+        set), then give its memory back to the OS; (whether it was freed, seconds waited)."""
+        started = time.monotonic()
+        closed = False
+        while not stop.is_set() and time.monotonic() - started < timeout_s:
+            if old.wait_closed(0.5):
+                closed = True
+                break
+        if closed:
+            release_freed_memory()
+        return closed, time.monotonic() - started
 
     def draining(self) -> list[LoadedModel]:
         """Retired models still held by requests."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from server.lifecycle.statefiles import StateFileError, read_json, write_json_atomic
+from server.storage.statefiles import StateFileError, read_json, write_json_atomic
 from server.repository.layout import VersionNameError, parse_version
 from server.repository.manifest import now_iso
 

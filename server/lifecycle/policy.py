@@ -1,13 +1,14 @@
-"""Which version should serve: the one rule every worker and the admin API apply to the same inputs.
+"""Which version should serve, and what a failure means: the rules every worker and the admin API
+apply to the same inputs. Pure functions of the scan, the verdicts and the pin; no I/O, no state.
 
-Eligible versions are the candidates on disk (see `server.repository.candidates`) without a standing
-rejection. They are preferred in this order:
+Eligible versions are the whole versions on disk (state NEW in `server.lifecycle.source`) without a
+standing rejection. They are preferred in this order:
 
 1. the pinned version, if it is eligible (a pin on a rejected or missing version is reported and
    ignored - availability first: the workers keep serving the best version they can);
 2. then every other eligible version, highest first.
 
-A worker serves the first version of that list that it can load; a candidate that turns out to be
+A worker serves the first version of that list that it can load; a version that turns out to be
 pending or is rejected on loading makes it try the next one, down to the version it already serves.
 
 Rollback pins the highest eligible version below the one serving now (see `rollback_target`), so
@@ -19,9 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from server.lifecycle.pins import Pin
+from server.lifecycle.source import Inspection, Scan
+from server.lifecycle.states import VersionState
 from server.lifecycle.verdicts import Verdict
-from server.repository.candidates import Readiness, Scan
 from server.repository.layout import parse_version
+
+# Longest wait between two attempts at a version that failed for a reason outside itself.
+MAX_RETRY_DELAY_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -35,16 +40,18 @@ class Preference:
         return self.order[0] if self.order else None
 
 
-def rejected(scan: Scan, verdicts: dict[str, Verdict], version: str) -> bool:
-    inspection = scan.versions[version]
+def rejected(scan: Scan, verdicts: dict[str, Verdict], version: str) -> Verdict | None:
+    """The standing rejection of `version` (made on its current files), if there is one."""
     verdict = verdicts.get(version)
-    return verdict is not None and verdict.fingerprint == inspection.fingerprint and not verdict.approved
+    if verdict is None or verdict.approved or verdict.fingerprint != scan.versions[version].fingerprint:
+        return None
+    return verdict
 
 
 def eligible(scan: Scan, verdicts: dict[str, Verdict]) -> list[str]:
     """Eligible versions, highest first."""
     names = [name for name, inspection in scan.versions.items()
-             if inspection.readiness is Readiness.CANDIDATE and not rejected(scan, verdicts, name)]
+             if inspection.state is VersionState.NEW and rejected(scan, verdicts, name) is None]
     return sorted(names, key=parse_version, reverse=True)
 
 
@@ -58,12 +65,25 @@ def preference(scan: Scan, verdicts: dict[str, Verdict], pin: Pin | None) -> Pre
     inspection = scan.versions.get(pin.version)
     if inspection is None:
         why = "the pinned version is not in the repository"
-    elif inspection.readiness is not Readiness.CANDIDATE:
-        why = f"the pinned version is {inspection.readiness.value}: {inspection.reason}"
+    elif inspection.state is not VersionState.NEW:
+        why = f"the pinned version is {inspection.state.value}: {inspection.reason}"
     else:
-        verdict = verdicts[pin.version]
-        why = f"the pinned version was rejected: {verdict.reason}"
+        why = f"the pinned version was rejected: {verdicts[pin.version].reason}"
     return Preference(order, pin_effective=False, pin_reason=why)
+
+
+def versions_to_try(chosen: Preference, scan: Scan, serving: str | None) -> list[str]:
+    """The versions a worker serving `serving` tries, in order, this pass.
+
+    A serving version whose files are changing or unreadable right now (a copy over it, a flaky mount)
+    is PENDING: that is no reason to go down to an older version, so only what is preferred above it
+    (the effective pin, or a higher version) may replace it until its files settle.
+    """
+    current = scan.versions.get(serving) if serving else None
+    if serving is None or current is None or current.state is not VersionState.PENDING:
+        return chosen.order
+    return [v for v in chosen.order
+            if (chosen.pin_effective and v == chosen.order[0]) or parse_version(v) > parse_version(serving)]
 
 
 def rollback_target(
@@ -83,3 +103,28 @@ def rollback_target(
         return None, None
     below = [name for name in eligible(scan, verdicts) if parse_version(name) < parse_version(current)]
     return current, (below[0] if below else None)
+
+
+def pin_refusal(inspection: Inspection, verdict: Verdict | None) -> tuple[str, str] | None:
+    """Why `inspection` cannot be pinned, as (code, message): a rejected or pending version."""
+    if inspection.state is VersionState.REJECTED:
+        return "version_rejected", f"version {inspection.version} is rejected: {inspection.reason}"
+    if verdict is not None and not verdict.approved and verdict.fingerprint == inspection.fingerprint:
+        return "version_rejected", f"version {inspection.version} is rejected: {verdict.reason}"
+    if inspection.state is VersionState.PENDING:
+        return "version_not_ready", f"version {inspection.version} is not ready: {inspection.reason}"
+    return None
+
+
+def becomes_rejection(sticky: bool, standing: Verdict | None) -> bool:
+    """Whether a failed load makes the version REJECTED machine-wide (else it is RETRYING here).
+
+    Only a failure that says something about the version itself, and only for a version nobody has
+    approved: a version other workers approved that fails on one worker is that worker's problem.
+    """
+    return sticky and not (standing is not None and standing.approved)
+
+
+def retry_delay(failures: int, base_s: float) -> float:
+    """Seconds before the next attempt after `failures` consecutive failures: doubling from `base_s`."""
+    return min(MAX_RETRY_DELAY_S, base_s * 2 ** (failures - 1))

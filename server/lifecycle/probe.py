@@ -10,7 +10,7 @@ The probe opens each stage with the worker's own runtime options and runs nothin
 load that follows still verifies, warms up and gates. Network files already opened by an approved
 version (same sha256) skip the probe: versions that only change settings or dictionaries cost nothing.
 
-    python -m server.lifecycle.probe '{"version_dir": ..., "stages": [...], "options": {...}}'
+    python -m server.lifecycle.probe '{"version_dir": ..., "stages": [{"dir": ..., "runtime": ...}], "options": {...}}'
 """
 
 from __future__ import annotations
@@ -23,12 +23,15 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from server.lifecycle.loader import LoadError
 from server.repository.manifest import Manifest
 from server.runtime import RuntimeOptions
 
 
-class ProbeCrash(LoadError):
+class ProbeError(RuntimeError):
+    """The networks cannot be opened; the message says why."""
+
+
+class ProbeCrash(ProbeError):
     """The runtime died opening the networks: the files are damaged in a way it cannot report."""
 
 
@@ -42,23 +45,24 @@ def network_digest(manifest: Manifest) -> str:
 
 
 def probe_networks(version_dir: Path, manifest: Manifest, options: RuntimeOptions, timeout_s: float) -> None:
-    """Open every stage of the version in a child process; raise LoadError/ProbeCrash if that fails."""
+    """Open every stage of the version, each on the runtime its manifest entry names, in a child
+    process; raise ProbeError (ProbeCrash when the runtime died) if that fails."""
     request = {
         "version_dir": str(version_dir),
-        "stages": [spec.dir for spec in manifest.stages.values()],
+        "stages": [{"dir": spec.dir, "runtime": spec.runtime} for spec in manifest.stages.values()],
         "options": asdict(options) | {"concurrency": 1},
     }
     try:
         done = subprocess.run([sys.executable, "-m", "server.lifecycle.probe", json.dumps(request)],
                               capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired as exc:
-        raise LoadError(f"opening the networks took longer than {timeout_s:.0f}s (probe process killed)") from exc
+        raise ProbeError(f"opening the networks took longer than {timeout_s:.0f}s (probe process killed)") from exc
     if done.returncode < 0:
         name = signal.Signals(-done.returncode).name
         raise ProbeCrash(f"opening the networks crashed the runtime ({name}): the model files are damaged")
     if done.returncode != 0:
         message = done.stdout.strip().splitlines()[-1:] or done.stderr.strip().splitlines()[-1:] or ["no output"]
-        raise LoadError(f"cannot open the networks: {message[0]}")
+        raise ProbeError(f"cannot open the networks: {message[0]}")
 
 
 def main() -> int:
@@ -66,11 +70,11 @@ def main() -> int:
 
     request = json.loads(sys.argv[1])
     options = RuntimeOptions(**request["options"])
-    for stage_dir in request["stages"]:
+    for stage in request["stages"]:
         try:
-            open_session(Path(request["version_dir"]) / stage_dir, options).close()
+            open_session(Path(request["version_dir"]) / stage["dir"], options, stage["runtime"]).close()
         except Exception as exc:  # report any failure to the parent as one line
-            print(f"{stage_dir}: {type(exc).__name__}: {exc}".replace("\n", " ")[:500])
+            print(f"{stage['dir']}: {type(exc).__name__}: {exc}".replace("\n", " ")[:500])
             return 1
     return 0
 

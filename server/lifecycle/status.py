@@ -1,33 +1,80 @@
-"""The machine-wide picture behind `GET /v1/models`: every version, its state and why, and which
-version each worker serves - assembled from a fresh scan and the shared state files, so whichever
-worker answers, the answer covers all of them.
-
-Version states, first match wins:
-
-    serving    a live worker serves it (`workers.serving` lists which)
-    loading    a worker is loading, warming up or gating it
-    rejected   it failed verification, loading or the quality gate; `reason` says why; it stays
-               rejected until its files change
-    pending    its files are still changing (copy in progress) or it is not published yet
-    retired    approved and served before, replaced since (a rollback or pin can bring it back)
-    ready      approved (verified, warmed up, passed the gate) but not serving
-    retrying   a worker failed to load it for a reason outside the version (e.g. the golden set is
-               unreadable); retried with backoff
-    new        published and valid, not evaluated yet (a higher or pinned version serves)
+"""The machine-wide picture behind `GET /v1/models` and `/readyz`: every version, its state and why,
+and which version each worker serves - assembled from a scan and the shared state files, so whichever
+worker answers, the answer covers all of them. States and their order of precedence are those of
+`server.lifecycle.states`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 from server.lifecycle.controller import LifecycleController
 from server.lifecycle.policy import preference
+from server.lifecycle.source import Inspection, Scan
+from server.lifecycle.states import Status, VersionState
 from server.lifecycle.verdicts import Verdict
 from server.lifecycle.workers import WorkerState
-from server.repository.candidates import Inspection, Readiness
 from server.repository.layout import parse_version
 from server.repository.manifest import Manifest
+
+
+@dataclass
+class _Activity:
+    """What the live workers do with one version (worker slots)."""
+
+    serving: list[int] = field(default_factory=list)
+    loading: list[int] = field(default_factory=list)
+    draining: list[int] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _activity(workers: list[WorkerState]) -> dict[str, _Activity]:
+    found: dict[str, _Activity] = {}
+    for worker in workers:
+        if worker.serving:
+            found.setdefault(worker.serving, _Activity()).serving.append(worker.slot)
+        if worker.loading:
+            found.setdefault(worker.loading, _Activity()).loading.append(worker.slot)
+        for version in worker.draining:
+            found.setdefault(version, _Activity()).draining.append(worker.slot)
+        for version, reason in worker.errors.items():
+            found.setdefault(version, _Activity()).errors.append(f"worker {worker.slot}: {reason}")
+    return found
+
+
+def _applicable(verdict: Verdict | None, inspection: Inspection | None) -> Verdict | None:
+    """A verdict made on other files (or on a version no longer on disk) no longer applies."""
+    if verdict is None or inspection is None or verdict.fingerprint != inspection.fingerprint:
+        return None
+    return verdict
+
+
+def _status(inspection: Inspection | None, verdict: Verdict | None, activity: _Activity) -> Status:
+    if activity.serving:
+        return Status(VersionState.SERVING)
+    if activity.loading:
+        return Status(VersionState.LOADING)
+    if inspection is not None and inspection.state is VersionState.REJECTED:
+        return Status(VersionState.REJECTED, inspection.reason)
+    if verdict is not None and not verdict.approved:
+        return Status(VersionState.REJECTED, verdict.reason)
+    if inspection is not None and inspection.state is VersionState.PENDING:
+        return Status(VersionState.PENDING, inspection.reason)
+    if verdict is not None:
+        return Status(VersionState.RETIRED if verdict.served_at else VersionState.READY)
+    if activity.errors:
+        return Status(VersionState.RETRYING, "; ".join(activity.errors))
+    return Status(VersionState.NEW)
+
+
+def version_states(scan: Scan, verdicts: dict[str, Verdict], workers: list[WorkerState]) -> dict[str, Status]:
+    """Every version on disk or in a worker's memory, with its state."""
+    activity = _activity(workers)
+    return {name: _status(scan.versions.get(name), _applicable(verdicts.get(name), scan.versions.get(name)),
+                          activity.get(name, _Activity()))
+            for name in set(scan.versions) | set(activity)}
 
 
 def _iso(ts: float) -> str:
@@ -40,67 +87,28 @@ def _manifest_summary(manifest: Manifest) -> dict[str, Any]:
     return data
 
 
-def _state(
-    inspection: Inspection | None, verdict: Verdict | None, serving: list[int], loading: list[int],
-    errors: list[str],
-) -> tuple[str, str]:
-    if serving:
-        return "serving", ""
-    if loading:
-        return "loading", ""
-    if inspection is not None and inspection.readiness is Readiness.REJECTED:
-        return "rejected", inspection.reason
-    if verdict is not None and not verdict.approved:
-        return "rejected", verdict.reason
-    if inspection is not None and inspection.readiness is Readiness.PENDING:
-        return "pending", inspection.reason
-    if verdict is not None:
-        return ("retired" if verdict.served_at else "ready"), ""
-    if errors:
-        return "retrying", "; ".join(errors)
-    return "new", ""
-
-
 def models_view(controller: LifecycleController) -> dict[str, Any]:
     scan = controller.scan_now()
     if scan.unstable:  # a version appeared or went while we looked: one more look gives a consistent list
         scan = controller.scan_now()
     verdicts = controller.verdicts.all()
     pin_read = controller.pins.read()
-    workers = controller.board.live()
+    workers = controller.reporter.board.live()
     chosen = preference(scan, verdicts, pin_read.pin)
+    activity = _activity(workers)
+    states = version_states(scan, verdicts, workers)
 
-    def slots(predicate: Callable[[WorkerState], list[str]]) -> dict[str, list[int]]:
-        found: dict[str, list[int]] = {}
-        for worker in workers:
-            for version in predicate(worker):
-                found.setdefault(version, []).append(worker.slot)
-        return found
-
-    serving = slots(lambda w: [w.serving] if w.serving else [])
-    loading = slots(lambda w: [w.loading] if w.loading else [])
-    draining = slots(lambda w: w.draining)
-    errors: dict[str, list[str]] = {}
-    for worker in workers:
-        for version, reason in worker.errors.items():
-            errors.setdefault(version, []).append(f"worker {worker.slot}: {reason}")
-
-    names = set(scan.versions) | set(serving) | set(loading) | set(draining)
     versions = []
-    for name in sorted(names, key=parse_version, reverse=True):
+    for name in sorted(states, key=parse_version, reverse=True):
         inspection = scan.versions.get(name)
-        verdict = verdicts.get(name)
-        if verdict is not None and (inspection is None or verdict.fingerprint != inspection.fingerprint):
-            verdict = None  # made on other files: no longer applies
-        state, reason = _state(inspection, verdict, serving.get(name, []), loading.get(name, []),
-                               errors.get(name, []))
+        verdict = _applicable(verdicts.get(name), inspection)
+        slots = activity.get(name, _Activity())
         versions.append({
             "version": name,
-            "state": state,
-            "reason": reason,
+            "state": states[name].state.value,
+            "reason": states[name].reason,
             "on_disk": inspection is not None,
-            "workers": {"serving": serving.get(name, []), "loading": loading.get(name, []),
-                        "draining": draining.get(name, [])},
+            "workers": {"serving": slots.serving, "loading": slots.loading, "draining": slots.draining},
             "gate": verdict.gate if verdict else None,
             "verdict": None if verdict is None else {
                 "decision": verdict.decision, "result": verdict.result, "reason": verdict.reason,

@@ -16,22 +16,23 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from server.lifecycle.locks import locked
-from server.lifecycle.statefiles import StateFileError, read_json, write_json_atomic
+from server.lifecycle.states import VersionState
 from server.repository.layout import is_version_name
 from server.repository.manifest import now_iso
+from server.storage.locks import locked
+from server.storage.statefiles import StateFileError, read_json, write_json_atomic
 
 log = logging.getLogger(__name__)
 
-APPROVED = "approved"
-REJECTED = "rejected"
+# A verdict's state as its file (and the admin API) spells it: "decision".
+_DECISIONS = {VersionState.READY: "approved", VersionState.REJECTED: "rejected"}
 
 
 @dataclass(frozen=True)
 class Verdict:
     version: str
     fingerprint: str
-    decision: str  # APPROVED or REJECTED
+    state: VersionState  # READY (approved) or REJECTED
     result: str  # why, as a short code: success, verify_failed, load_error, crashed, gate_rejected, invalid
     reason: str = ""
     gate: dict[str, Any] | None = None
@@ -42,15 +43,27 @@ class Verdict:
 
     @property
     def approved(self) -> bool:
-        return self.decision == APPROVED
+        return self.state is VersionState.READY
+
+    @property
+    def decision(self) -> str:
+        return _DECISIONS[self.state]
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        del data["state"]
+        return {"version": self.version, "fingerprint": self.fingerprint, "decision": self.decision, **data}
 
     @classmethod
     def from_json(cls, data: Any) -> "Verdict":
         if not isinstance(data, dict):
             raise StateFileError("a verdict must be a JSON object")
-        known = set(cls.__dataclass_fields__)
+        states = {spelt: state for state, spelt in _DECISIONS.items()}
+        if data.get("decision") not in states:
+            raise StateFileError(f"bad verdict: decision must be one of {', '.join(states)}")
+        known = set(cls.__dataclass_fields__) - {"state"}
         try:
-            return cls(**{k: v for k, v in data.items() if k in known})
+            return cls(state=states[data["decision"]], **{k: v for k, v in data.items() if k in known})
         except TypeError as exc:
             raise StateFileError(f"bad verdict: {exc}") from exc
 
@@ -98,7 +111,7 @@ class VerdictStore:
                 existing = self.current(verdict.version, verdict.fingerprint)
                 if existing is not None:
                     return existing, False
-                write_json_atomic(self._path(verdict.version), asdict(verdict))
+                write_json_atomic(self._path(verdict.version), verdict.to_json())
                 return verdict, True
         except OSError as exc:
             log.error("cannot record the verdict on %s in %s: %s", verdict.version, self.directory, exc)
@@ -110,6 +123,6 @@ class VerdictStore:
             with locked(self.directory / ".lock"):
                 existing = self.current(version, fingerprint)
                 if existing is not None and existing.served_at is None:
-                    write_json_atomic(self._path(version), asdict(replace(existing, served_at=now_iso())))
+                    write_json_atomic(self._path(version), replace(existing, served_at=now_iso()).to_json())
         except OSError as exc:
             log.error("cannot update the verdict on %s in %s: %s", version, self.directory, exc)

@@ -35,6 +35,9 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
+from server.lifecycle.statedir import StatePaths
+from server.repository.layout import ModelRepository
+
 log = logging.getLogger(__name__)
 
 # Opening and reading files (IN_OPEN, IN_CLOSE_NOWRITE) is not a change.
@@ -155,3 +158,31 @@ class RepositoryWatcher:
                 log.exception("file watcher supervision failed; retrying")
             self._stop.wait(self._check_s)
         self._teardown()
+
+
+def watched_paths(repo: ModelRepository, state: StatePaths) -> list[Path]:
+    """The directories to watch: the repository, and the state directory when it lies elsewhere."""
+    root = repo.root.absolute()
+    base = state.base.absolute()
+    return [root] if base.is_relative_to(root) else [root, base]
+
+
+def decision_inputs(repo: ModelRepository, state: StatePaths) -> Callable[[str], bool]:
+    """Whether a changed path can change what a worker serves: a version directory, the pin, a verdict."""
+    pin_file = state.pin_file.absolute()
+    verdicts_dir = state.verdicts_dir.absolute()
+    pipeline_dir = repo.pipeline_dir.absolute()
+
+    def relevant(raw: str) -> bool:
+        path = Path(raw)
+        if path == pin_file:
+            return True
+        if path.parent == verdicts_dir:
+            return path.suffix == ".json" and not path.name.startswith(".")
+        if path == pipeline_dir:
+            return True
+        if path.is_relative_to(pipeline_dir):
+            return not path.relative_to(pipeline_dir).parts[0].startswith(".")
+        return False
+
+    return relevant

@@ -11,7 +11,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from server.lifecycle.statefiles import StateFileError, read_json, write_json_atomic
+from server.storage.statefiles import StateFileError, read_json, write_json_atomic
 
 
 @dataclass(frozen=True)

@@ -16,29 +16,14 @@ import numpy as np
 class DetSettings:
     """DB text detection: how the image is resized for the network and how the map becomes boxes.
 
-    The defaults are RapidOCR 1.4's for PP-OCRv4 mobile detection (at most 4000 px, mean/std 0.5, box
-    threshold 0.5, unclip 1.6, dilation), chosen over PaddleOCR 3.x's (ImageNet mean/std, box threshold
-    0.6, unclip 1.5, no dilation) by measurement on the 40 SROIE dev receipts, same pipeline otherwise
-    (bench/RESULTS.md, "Default detection settings"): CER 15.14% against 16.10% (file-order CER, before
-    the benches scored in reading order), line recall 77.7% against 74.9%, key fields 88.2% against 89.1%.
-    Measure with `python -m bench.pipeline --data ../shared/data/sroie-dev --engines
-    ours:paddleocr-det,ours:rapidocr-det --threads 1`.
-    Except the resize: the short side is only brought up to 64 px (PaddleOCR 3.x's), not to RapidOCR's
-    736. Narrow receipt scans were upscaled (12 of the 40 dev receipts, by up to 1.7x a side; 10% more
-    detection pixels over the set) for nothing: with 64 the 40 dev receipts read better (reading-order
-    CER 6.59% against 6.71%, line recall 78.2% against 77.7%, key fields 90.8% against 88.2%) in 3%
-    less time with Paddle, 6% with ONNX Runtime (bench/RESULTS.md, "Detection resize"). A version's
-    manifest stores its settings at install time: versions installed before a change of these
-    defaults keep the old ones until reinstalled.
-
-    Paddle keeps the activation memory of the largest input a predictor has run (about 600 bytes per
-    detection input pixel), so `max_side_limit` is also a worker's memory bound. 2000 px (RapidOCR's
-    `Global.max_side_len`) bounds it tighter and cut detection time by a quarter on the 40 dev receipts,
-    but cost 0.16 point of CER (6.87% against 6.71%, reading-order CER of `bench/scoring.py`; key fields
-    88.2% both), over the 0.1 point a speed-up may cost here: the default stays 4000; a version's
-    manifest may set it. `pad_multiple` pads the network input beyond the stride, so that fewer distinct
-    shapes reach a per-shape kernel cache; at 256 px it read as well (6.69%) but detection took 19%
-    longer on CPU, so the default does not pad.
+    The defaults are RapidOCR 1.4's for PP-OCRv4 mobile (mean/std 0.5, box threshold 0.5, unclip 1.6,
+    dilation), which read the receipts better than PaddleOCR 3.x's, with PaddleOCR 3.x's resize (the
+    short side only brought up to 64 px, never upscaled to 736). `max_side_limit` is also a worker's
+    memory bound (Paddle keeps the activations of the largest input a predictor has run), and
+    `pad_multiple` trades detection time for fewer distinct input shapes. The measurements behind each
+    choice, and the trials not kept, are in bench/RESULTS.md ("Detection settings"). A version's
+    manifest stores its settings at install time: versions installed before a change of these defaults
+    keep the old ones until reinstalled.
     """
 
     limit_side_len: int = 64
@@ -77,10 +62,9 @@ class ClsSettings:
 class RecSettings:
     """CTC text recognition.
 
-    `width_buckets` (96..1280 px) cut recognition CPU by 25% against PaddleOCR's and RapidOCR's batching
-    at 0.04 point lower CER on the 40 SROIE dev receipts, when the oneDNN cache holds every shape
-    (bench/RESULTS.md, "Recognition batching by width bucket"; recognition timed alone on the same
-    crops, one math thread). End to end with the default cache of 16 shapes the gain measured smaller.
+    Crops are padded to a few fixed `width_buckets` rather than to the widest crop of their batch, so a
+    per-shape kernel cache (oneDNN) keeps hitting (measured: bench/RESULTS.md, "Recognition batching by
+    width bucket").
     """
 
     image_shape: tuple[int, int, int] = (3, 48, 320)

@@ -31,7 +31,6 @@ watcher never sees a half-built version.
 
 from __future__ import annotations
 
-import fcntl
 import importlib.metadata
 import logging
 import os
@@ -40,10 +39,9 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from server.repository.family import (
     FamilyError,
@@ -65,6 +63,7 @@ from server.repository.manifest import (
     write_manifest,
 )
 from server.runtime.base import ONNXRUNTIME, PADDLE, ModelFilesError, detect_runtime
+from server.storage.locks import locked
 
 log = logging.getLogger(__name__)
 
@@ -183,15 +182,6 @@ def _framework(runtimes: set[str]) -> dict[str, str]:
     return {key: "+".join(part[key] for part in parts) for key in ("name", "version", "format")}
 
 
-@contextmanager
-def _install_lock(repo: ModelRepository) -> Iterator[None]:
-    repo.pipeline_dir.mkdir(parents=True, exist_ok=True)
-    with open(repo.pipeline_dir / ".install.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def is_installed(version_dir: Path) -> bool:
@@ -368,7 +358,8 @@ def install_version(repo: ModelRepository, recipe: Recipe, wheel: Path | None = 
     """
     version = version or recipe.version
     target = repo.version_dir(version)
-    with _install_lock(repo):
+    repo.pipeline_dir.mkdir(parents=True, exist_ok=True)
+    with locked(repo.pipeline_dir / ".install.lock"):
         if is_installed(target):
             log.info("%s is already installed", target)
             return target

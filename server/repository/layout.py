@@ -11,6 +11,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+# The golden set (images with known text the quality gate reads) of a version, or of the whole
+# repository: `<version>/golden/`, `<root>/golden/`.
+GOLDEN_DIR = "golden"
+
 _VERSION = re.compile(r"^(\d{1,9})(?:\.(\d{1,9}))?(?:\.(\d{1,9}))?(?:-([0-9A-Za-z][0-9A-Za-z._]{0,62}))?$")
 
 

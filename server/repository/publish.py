@@ -12,18 +12,16 @@ that what served yesterday can be served again by a rollback.
 
 from __future__ import annotations
 
-import fcntl
 import getpass
 import importlib.metadata
 import os
 import shutil
 import socket
 import tempfile
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from server.repository.layout import ModelRepository, parse_version
+from server.repository.layout import GOLDEN_DIR, ModelRepository, parse_version
 from server.repository.manifest import (
     MANIFEST_NAME,
     Manifest,
@@ -35,8 +33,7 @@ from server.repository.manifest import (
     verify_files,
     write_manifest,
 )
-
-GOLDEN_DIR = "golden"
+from server.storage.locks import locked
 
 
 class PublishError(RuntimeError):
@@ -77,16 +74,6 @@ def _detect_framework(version_dir: Path) -> dict[str, str]:
     return {"name": "paddle", "version": version, "format": "paddle-inference"}
 
 
-@contextmanager
-def _publish_lock(repo: ModelRepository) -> Iterator[None]:
-    """Serialises publishers of one repository: the 'does the name exist' check and the rename must
-    not interleave (rename(2) silently replaces an empty directory)."""
-    with open(repo.pipeline_dir / ".publish.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def publish(
@@ -117,7 +104,9 @@ def publish(
 
     repo.pipeline_dir.mkdir(parents=True, exist_ok=True)
     target = repo.version_dir(version)
-    with _publish_lock(repo):
+    # One publisher at a time per repository: the 'does the name exist' check and the rename must not
+    # interleave (rename(2) silently replaces an empty directory).
+    with locked(repo.pipeline_dir / ".publish.lock"):
         if os.path.lexists(target):
             raise PublishError(f"version {version} already exists in {repo.pipeline_dir}; versions are immutable, "
                                "publish under a new version")

@@ -98,7 +98,6 @@ class OnnxSession:
         self._input_name = inputs[0].name
         self._output_name = self._session.get_outputs()[0].name
         self._slots = threading.BoundedSemaphore(max(1, options.concurrency))
-        self.description = f"onnxruntime:{model.name}:{options.device}"
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         feed = {self._input_name: np.ascontiguousarray(batch, dtype=np.float32)}

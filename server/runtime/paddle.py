@@ -144,7 +144,6 @@ class PaddleSession:
             raise
         self._input_name = first.get_input_names()[0]
         self._output_name = first.get_output_names()[0]
-        self.description = f"paddle:{program.name}:{options.device}"
         self.rebuilds = 0  # predictors dropped for the memory ceiling
 
     def _predictor(self) -> Any:
@@ -176,7 +175,7 @@ class PaddleSession:
 
     def _drop_predictor(self, shape: tuple[int, ...]) -> None:
         """Drop this thread's predictor, and with it the memory its largest inputs left behind."""
-        from server.metrics import PREDICTOR_REBUILDS
+        from server.observability.metrics import PREDICTOR_REBUILDS
 
         self._local.predictor = None
         with self._lock:

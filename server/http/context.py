@@ -1,0 +1,73 @@
+"""What a worker's request handlers share: the settings and the model lifecycle.
+
+Built by the app factory inside the worker (never at import time, never in the Gunicorn master), from
+`Settings`: this is where the settings become the lifecycle's and the runtime's own configuration.
+Handlers reach it through `current_context()`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from flask import current_app
+
+from server.config import Settings
+from server.governance.audit import AuditLog
+from server.lifecycle import Lifecycle, LifecycleConfig
+from server.lifecycle.statedir import StatePaths
+from server.quality.gate import GatePolicy
+from server.repository.layout import ModelRepository
+from server.runtime import RuntimeOptions
+
+EXTENSION_KEY = "ocr"
+
+
+def worker_slot() -> int:
+    """This worker's slot (0..workers-1), assigned by the Gunicorn hooks; 0 outside Gunicorn."""
+    return int(os.environ.get("OCR_WORKER_SLOT", "0"))
+
+
+def runtime_options(settings: Settings, slot: int) -> RuntimeOptions:
+    return RuntimeOptions(
+        device=settings.device,
+        gpu_id=settings.gpu_id_for(slot),
+        gpu_memory_mb=settings.gpu_memory_mb,
+        cpu_threads=settings.effective_cpu_threads,
+        onednn=settings.onednn,
+        onednn_cache_capacity=settings.onednn_cache_capacity,
+        concurrency=settings.effective_inference_concurrency,
+        # RSS says nothing of GPU memory, and a CUDA process starts with gigabytes of it mapped.
+        memory_ceiling_mb=settings.memory_ceiling_mb if settings.device == "cpu" else 0,
+    )
+
+
+def lifecycle_config(settings: Settings) -> LifecycleConfig:
+    return LifecycleConfig(
+        poll_s=settings.poll_interval_s,
+        debounce_s=settings.debounce_s,
+        settle_s=settings.settle_s,
+        gate=GatePolicy(tolerance=settings.gate_tolerance, max_cer=settings.gate_max_cer),
+        warmup_shapes=settings.warmup_shape_list,
+        drain_timeout_s=float(settings.timeout_s),
+    )
+
+
+@dataclass
+class ServerContext:
+    settings: Settings
+    lifecycle: Lifecycle
+    audit: AuditLog
+
+    @classmethod
+    def build(cls, settings: Settings) -> "ServerContext":
+        slot = worker_slot()
+        audit = AuditLog(settings.effective_audit_log)
+        lifecycle = Lifecycle.build(
+            ModelRepository(settings.model_repo, settings.pipeline_name), runtime_options(settings, slot),
+            lifecycle_config(settings), StatePaths(settings.effective_state_dir, settings.pipeline_name), audit, slot)
+        return cls(settings, lifecycle, audit)
+
+
+def current_context() -> ServerContext:
+    return current_app.extensions[EXTENSION_KEY]

@@ -1,0 +1,21 @@
+"""The lifecycle's settings: its share of `server.config.Settings` (which says what each one means),
+built by the HTTP layer's wiring, so that nothing in the lifecycle reads the environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from server.quality.gate import GatePolicy
+
+
+@dataclass(frozen=True)
+class LifecycleConfig:
+    """The lifecycle's settings (`server.config.Settings` says what each means)."""
+
+    poll_s: float
+    debounce_s: float
+    settle_s: float
+    gate: GatePolicy
+    warmup_shapes: tuple[tuple[int, int], ...]
+    drain_timeout_s: float
+    probe_timeout_s: float = 600.0

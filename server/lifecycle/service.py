@@ -1,0 +1,81 @@
+"""One worker's model lifecycle, as the rest of the server uses it.
+
+The HTTP layer needs four things from the lifecycle: the model to run a request on (held for the
+whole request), the admin view, the admin commands, and whether a version name is one of ours. This
+facade gives exactly those, and `build` wires the real parts together: source, loader, controller,
+manager and reporting.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Any
+
+from server.governance.audit import AuditLog
+from server.lifecycle.commands import Commands
+from server.lifecycle.config import LifecycleConfig
+from server.lifecycle.controller import LifecycleController
+from server.lifecycle.evaluation import Evaluator
+from server.lifecycle.loader import LoadedModel
+from server.lifecycle.manager import ModelManager
+from server.lifecycle.pipeline_loader import PipelineLoader
+from server.lifecycle.reporting import Reporter
+from server.lifecycle.statedir import StatePaths
+from server.lifecycle.states import VersionState
+from server.lifecycle.status import models_view, version_states
+from server.lifecycle.verdicts import VerdictStore
+from server.lifecycle.workers import WorkerBoard
+from server.repository.layout import ModelRepository
+from server.runtime import RuntimeOptions
+
+
+class Lifecycle:
+    def __init__(self, repo: ModelRepository, manager: ModelManager, controller: LifecycleController,
+                 commands: Commands) -> None:
+        self.repo = repo
+        self.manager = manager
+        self.controller = controller
+        self.commands = commands
+
+    @classmethod
+    def build(cls, repo: ModelRepository, options: RuntimeOptions, config: LifecycleConfig, state: StatePaths,
+              audit: AuditLog, slot: int) -> "Lifecycle":
+        manager = ModelManager()
+        loader = PipelineLoader(repo, options, Evaluator(config.gate, repo.root), VerdictStore(state.verdicts_dir),
+                                config.warmup_shapes, config.probe_timeout_s)
+        device = "cpu" if options.device == "cpu" else f"gpu:{options.gpu_id}"
+        reporter = Reporter(audit, WorkerBoard(state.workers_dir), slot, device)
+        controller = LifecycleController(repo, manager, loader, config, state, reporter)
+        return cls(repo, manager, controller, Commands(controller, audit))
+
+    def start(self) -> None:
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+        self.manager.shutdown()
+
+    def hold(self) -> AbstractContextManager[LoadedModel]:
+        """The serving model, held until the block ends (raises NotReadyError while none has loaded)."""
+        return self.manager.acquire()
+
+    @property
+    def active(self) -> LoadedModel | None:
+        return self.manager.active
+
+    def view(self) -> dict[str, Any]:
+        """Every version's state and why, and what each worker serves (`GET /v1/models`)."""
+        return models_view(self.controller)
+
+    def rejected_versions(self) -> dict[str, str]:
+        """Version -> why it is rejected, as this worker's last pass saw them (for `/readyz`)."""
+        scan = self.controller.last_scan
+        if scan is None:
+            return {}
+        states = version_states(scan, self.controller.verdicts.all(), [])
+        return {name: status.reason for name, status in states.items() if status.state is VersionState.REJECTED}
+
+    def knows(self, version: str) -> bool:
+        """Whether `version` is one of this server's (client strings must not mint metric series)."""
+        active = self.manager.active
+        return version in self.repo.version_names() or (active is not None and version == active.version)

@@ -1,0 +1,47 @@
+"""The state directory: what the workers of one machine share, as small files.
+
+Each Gunicorn worker is its own process, so what one worker decides (a pin, a verdict on a version,
+which version it serves) is written here for the others and for whoever answers the admin API:
+
+    <state_dir>/<pipeline>/pin.json           the pinned version (API or ops), watched like versions
+    <state_dir>/<pipeline>/verdicts/V.json    approved or rejected, why, gate result, per fingerprint
+    <state_dir>/<pipeline>/workers/N.json     what worker slot N serves and loads now
+    <state_dir>/<pipeline>/load.lock          held by the one worker loading a version
+
+Every file is replaced atomically (`server.storage.statefiles`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    root: Path
+    pipeline: str
+
+    @property
+    def base(self) -> Path:
+        return self.root / self.pipeline
+
+    @property
+    def pin_file(self) -> Path:
+        return self.base / "pin.json"
+
+    @property
+    def verdicts_dir(self) -> Path:
+        return self.base / "verdicts"
+
+    @property
+    def workers_dir(self) -> Path:
+        return self.base / "workers"
+
+    @property
+    def load_lock(self) -> Path:
+        return self.base / "load.lock"
+
+    def ensure(self) -> None:
+        for directory in (self.verdicts_dir, self.workers_dir):
+            directory.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,114 @@
+"""Gunicorn settings and server hooks, derived from `Settings` (hence from the environment).
+
+`ocr-server serve` runs Gunicorn with `-c python:server.process.gunicorn_config`; the top-level
+`gunicorn.conf.py` re-exports this module for those who run `gunicorn -c gunicorn.conf.py`.
+
+Workers are gthread workers: threads keep answering health checks and queue requests while inference
+runs, and the app is built after fork (`preload_app = False`) so each worker loads its own predictors
+and the master never initialises Paddle or CUDA (PaddleOCR #1505: all workers on GPU 0).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+from server.config import Settings
+from server.cpu_quota import cpu_budget
+from server.observability.multiprocess import MetricsDirectory, mark_worker_dead, prepare_directory, remove_directory
+
+if TYPE_CHECKING:  # imported for real only once the metrics directory is exported (server.observability.multiprocess)
+    from server.observability.exposition import MasterExporter
+
+_settings = Settings.from_env()
+# Set in the master by the hooks below (metrics: see server.observability.multiprocess and server.observability.exposition).
+_metrics_dir: MetricsDirectory | None = None
+_exporter: MasterExporter | None = None
+
+bind = _settings.bind
+workers = _settings.workers
+threads = _settings.threads
+worker_class = "gthread"
+timeout = _settings.timeout_s
+graceful_timeout = _settings.graceful_timeout_s
+keepalive = 5
+preload_app = False
+wsgi_app = "server.http.app:create_app()"
+loglevel = _settings.log_level
+accesslog = "-"
+# Gunicorn 27's control socket lives at one fixed path per user: several servers on one host (tests,
+# blue/green) would fight over it, and nothing here uses `gunicornc`.
+control_socket_disable = True
+errorlog = "-"
+# Keep the environment of workers in line with the CLI's flags (they are passed as env vars).
+raw_env = [f"{key}={value}" for key, value in _settings.as_env().items()]
+
+
+def on_starting(server: Any) -> None:
+    """Prepare the metrics directory, and install the default model into an empty repository, once, in
+    the master, before any worker."""
+    global _metrics_dir
+    _metrics_dir = prepare_directory(_settings.metrics_dir)
+    server.log.info("prometheus multiprocess directory: %s", _metrics_dir.path)
+    budget = cpu_budget()
+    server.log.info(
+        "cpus: %d to size threads by (affinity %d, cgroup quota %s); per worker: %d math threads, %d concurrent inferences",
+        budget.cpus, budget.affinity, "none" if budget.quota is None else f"{budget.quota:g}",
+        _settings.effective_cpu_threads, _settings.effective_inference_concurrency)
+
+    from server.repository.install import install_default
+    from server.repository.layout import ModelRepository
+
+    repo = ModelRepository(_settings.model_repo, _settings.pipeline_name)
+    if _settings.install_default and not repo.version_names():
+        server.log.info("model repository %s is empty: installing the default version", repo.pipeline_dir)
+        install_default(repo)
+
+
+def when_ready(server: Any) -> None:
+    """Serve /metrics from the master on its own port, if configured (see server.observability.exposition)."""
+    global _exporter
+    if _settings.metrics_bind:
+        from server.observability.exposition import MasterExporter
+
+        _exporter = MasterExporter(_settings.metrics_bind)
+        server.log.info("master serves metrics on %s", _settings.metrics_bind)
+
+
+def pre_fork(server: Any, worker: Any) -> None:
+    """Give each worker the lowest free slot; the slot picks its GPU and names it in metrics."""
+    used = {getattr(w, "ocr_slot", None) for w in server.WORKERS.values()}
+    slot = 0
+    while slot in used:
+        slot += 1
+    worker.ocr_slot = slot
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    os.environ["OCR_WORKER_SLOT"] = str(worker.ocr_slot)
+    if _exporter is not None:
+        _exporter.close_in_worker()
+    app_log = logging.getLogger("server")
+    app_log.handlers = server.log.error_log.handlers
+    app_log.propagate = False  # Paddle configures the root logger; do not log every line twice
+
+
+def post_worker_init(worker: Any) -> None:
+    """Gunicorn has set the worker's signal handlers: keep Paddle's import from replacing them."""
+    from server.runtime.paddle import take_back_signals
+
+    take_back_signals()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker exited (any cause, SIGKILL included): its live gauges go, its counters stay."""
+    if _metrics_dir is not None:
+        mark_worker_dead(worker.pid, _metrics_dir)
+
+
+def on_exit(server: Any) -> None:
+    if _exporter is not None:
+        _exporter.stop()
+    if _metrics_dir is not None:
+        remove_directory(_metrics_dir)

@@ -1,0 +1,80 @@
+"""A scripted `Loader` for the controller's tests: no Paddle, no weights, decisions only.
+
+Each version's `Script` says whether its load fails (sticky or not, always or only the first N
+times), whether it passes the gate, and how long the load takes. Versions themselves are real
+directories published with the real publishing code (`publish_fake_version`), so the controller runs
+on the real source, verdict store, pin file, audit log and worker board.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from server.lifecycle.loader import Loaded, LoadedModel, LoadFailure, LoadRequest
+from server.repository.layout import ModelRepository
+from server.repository.publish import publish
+
+
+@dataclass
+class Script:
+    fail: str | None = None  # the load fails with this code
+    sticky: bool = True  # whether that failure says the version itself is bad
+    failures: int | None = None  # fail only the first N attempts (None: every attempt)
+    gate_passes: bool = True
+    seconds: float = 0.0  # how long a load takes
+
+
+class FakePipeline:
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+
+    def close(self) -> None:
+        self.closed.set()
+
+
+class FakeLoader:
+    def __init__(self, scripts: dict[str, Script] | None = None) -> None:
+        self.scripts = scripts or {}
+        self.attempts: list[tuple[str, float]] = []  # (version, monotonic time the load began)
+        self.loading = threading.Event()  # set while a load is under way
+        self.models: dict[str, list[LoadedModel]] = {}
+
+    def attempts_of(self, version: str) -> list[float]:
+        return [at for name, at in self.attempts if name == version]
+
+    def load(self, request: LoadRequest) -> Loaded:
+        inspection = request.inspection
+        assert inspection.manifest is not None
+        version = inspection.version
+        script = self.scripts.get(version, Script())
+        self.attempts.append((version, time.monotonic()))
+        self.loading.set()
+        try:
+            time.sleep(script.seconds)
+            if script.fail and (script.failures is None or len(self.attempts_of(version)) <= script.failures):
+                raise LoadFailure(script.fail, f"scripted failure of {version}", sticky=script.sticky)
+            model = LoadedModel(inspection.manifest.name, version, inspection.path, inspection.manifest,
+                                FakePipeline())  # type: ignore[arg-type]
+            self.models.setdefault(version, []).append(model)
+            if request.approval is not None:
+                return Loaded(model, request.approval.gate or {}, "networks")
+            gate = {"passed": script.gate_passes, "reason": "scripted gate", "cer": 0.01}
+            if not script.gate_passes:
+                model.close()
+                raise LoadFailure("gate_rejected", f"scripted gate rejects {version}", gate=gate)
+            return Loaded(model, gate, "networks")
+        finally:
+            self.loading.clear()
+
+
+def publish_fake_version(repo: ModelRepository, version: str, work: Path) -> Path:
+    """A whole version (manifest and checksums verify) whose 'networks' are a few bytes of text."""
+    source = work / f"src-{version}"
+    for stage in ("det", "rec"):
+        (source / stage).mkdir(parents=True)
+        (source / stage / "inference.onnx").write_text(f"{stage} of {version}\n")
+    (source / "rec" / "dict.txt").write_text("a\nb\n")
+    return publish(source, repo, version, created_by="tests")
