@@ -8,7 +8,9 @@
 #   docker run --gpus all -p 8000:8000 -v ocr-models:/models ocr-server:gpu
 #   docker run -p 8000:8000 -v ocr-models:/models ocr-server:cpu
 #
-# Not built here: the project's machine runs no Docker engine. See README, "Docker".
+# Built and run with podman on the project's machine (`make image`, CPU variant, on a debootstrap base
+# standing in for python:3.11-slim); the GPU variant is not built there. See README, "Docker".
+# Linted with hadolint and checkov (tests/test_chart.py); each finding left is justified where it is.
 
 # The GPU base brings CUDA, cuDNN and paddlepaddle-gpu 3.3.1 (the version pyproject.toml pins for CPU).
 ARG GPU_BASE=paddlepaddle/paddle:3.3.1-gpu-cuda12.6-cudnn9.5
@@ -16,8 +18,12 @@ ARG CPU_BASE=python:3.11-slim
 ARG VARIANT=gpu
 
 # ---- cpu: a slim Python; paddlepaddle (CPU) comes from PyPI with the other dependencies ------------
+# checkov:skip=CKV_DOCKER_7: the base is a build argument; its defaults above carry version tags
 FROM ${CPU_BASE} AS cpu-base
 # Paddle's CPU kernels and oneDNN link against the GNU OpenMP runtime, which slim images lack.
+# Not pinned to a version: which libgomp1 exists depends on the Debian release of the base, which the
+# base's tag already pins.
+# hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libgomp1 \
  && rm -rf /var/lib/apt/lists/*
@@ -33,6 +39,8 @@ ENV PIP_BREAK_SYSTEM_PACKAGES=1 \
 
 # ---- the application, on whichever base VARIANT names ----------------------------------------------
 FROM ${VARIANT}-base AS app
+# pipefail: a failing pip list below must fail the build, not vanish into the grep (bash is in both bases)
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -65,9 +73,11 @@ RUN python3 -c "from server.repository.install import PPOCRV4_MOBILE, fetch_whee
 
 # Models live on a volume; the server runs as an unprivileged user that owns an empty /models, so a
 # fresh named volume is writable for the first default install (bind mounts keep their host owner).
-RUN useradd --system --uid 10001 --create-home --home-dir /home/ocr ocr \
+# Numeric ids (USER 10001:10001), so that Kubernetes' runAsNonRoot can verify them without /etc/passwd.
+RUN groupadd --system --gid 10001 ocr \
+ && useradd --system --uid 10001 --gid 10001 --create-home --home-dir /home/ocr ocr \
  && mkdir -p /models \
- && chown ocr /models
+ && chown 10001:10001 /models
 VOLUME ["/models"]
 
 # GUNICORN_CMD_ARGS: Gunicorn's worker heartbeat files in memory, not on the container's overlay filesystem.
@@ -75,11 +85,9 @@ ENV OCR_MODEL_REPO=/models \
     OCR_BIND=0.0.0.0:8000 \
     GUNICORN_CMD_ARGS="--worker-tmp-dir /dev/shm"
 EXPOSE 8000
-USER ocr
+USER 10001:10001
 
 HEALTHCHECK --interval=30s --timeout=5s --start-period=120s \
-    CMD python3 -c "import os, urllib.request; \
-port = os.environ.get('OCR_BIND', ':8000').rpartition(':')[2]; \
-urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4)"
+    CMD ["python3", "-c", "import os, urllib.request; port = os.environ.get('OCR_BIND', ':8000').rpartition(':')[2]; urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4)"]
 
 ENTRYPOINT ["gunicorn", "-c", "gunicorn.conf.py"]

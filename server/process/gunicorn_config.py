@@ -15,6 +15,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from server.config import Settings
+from server.cpu_quota import cpu_budget
 from server.observability.multiprocess import MetricsDirectory, mark_worker_dead, prepare_directory, remove_directory
 
 if TYPE_CHECKING:  # imported for real only once the metrics directory is exported (server.observability.multiprocess)
@@ -30,7 +31,7 @@ workers = _settings.workers
 threads = _settings.threads
 worker_class = "gthread"
 timeout = _settings.timeout_s
-graceful_timeout = 30
+graceful_timeout = _settings.graceful_timeout_s
 keepalive = 5
 preload_app = False
 wsgi_app = "server.http.app:create_app()"
@@ -50,6 +51,11 @@ def on_starting(server: Any) -> None:
     global _metrics_dir
     _metrics_dir = prepare_directory(_settings.metrics_dir)
     server.log.info("prometheus multiprocess directory: %s", _metrics_dir.path)
+    budget = cpu_budget()
+    server.log.info(
+        "cpus: %d to size threads by (affinity %d, cgroup quota %s); per worker: %d math threads, %d concurrent inferences",
+        budget.cpus, budget.affinity, "none" if budget.quota is None else f"{budget.quota:g}",
+        _settings.effective_cpu_threads, _settings.effective_inference_concurrency)
 
     from server.repository.install import install_default
     from server.repository.layout import ModelRepository
