@@ -144,6 +144,12 @@ class Settings:
     trusted_keys: str = field(default="", metadata={"env": "OCR_TRUSTED_KEYS"})
     # YAML list of revoked signing key ids and version digests; empty: nothing is revoked.
     revocation_list: str = field(default="", metadata={"env": "OCR_REVOCATION_LIST"})
+    # Refuse every version whose signature does not verify, unsigned ones included (fail closed). Off by
+    # default: the default model is installed unsigned. Tampered or revoked signatures are refused either way.
+    require_signature: bool = field(default=False, metadata={"env": "OCR_REQUIRE_SIGNATURE"})
+    # How often each worker hashes the version it serves again and re-checks its signature against the
+    # current trust store and revocation list, catching files changed on disk after approval; 0: never.
+    signature_recheck_s: float = field(default=300.0, metadata={"env": "OCR_SIGNATURE_RECHECK_S", "min": 0.0})
     # YAML access policy: API keys (sha256), JWT/OIDC settings, anonymous roles, four-eyes; empty: only
     # OCR_ADMIN_TOKEN (one admin identity) and an open listing, as before roles existed.
     auth_config: str = field(default="", metadata={"env": "OCR_AUTH_CONFIG"})

@@ -58,9 +58,10 @@ class Lab:
         for version in versions:
             publish_fake_version(self.repo, version, self.root / "work")
 
-    def worker(self, scripts: dict[str, Script] | None = None, drain_timeout_s: float = 5.0) -> Worker:
+    def worker(self, scripts: dict[str, Script] | None = None, drain_timeout_s: float = 5.0,
+               recheck_s: float = 0.0) -> Worker:
         config = LifecycleConfig(poll_s=0.2, debounce_s=0.05, settle_s=0.0, gate=GatePolicy(0.01, 0.3),
-                                 warmup_shapes=((320, 320),), drain_timeout_s=drain_timeout_s)
+                                 warmup_shapes=((320, 320),), drain_timeout_s=drain_timeout_s, recheck_s=recheck_s)
         loader = FakeLoader(scripts)
         reporter = Reporter(self.audit, WorkerBoard(self.state.workers_dir), slot=len(self.workers), device="cpu")
         controller = LifecycleController(self.repo, ModelManager(), loader, config, self.state, reporter)
@@ -205,3 +206,42 @@ def test_broken_versions_are_rejected_once_and_the_repository_stays_watched(lab:
     assert sorted(lab.events()) == [("reject", "1.0.0", "no_manifest"), ("reject", "2.0.0", "outside_repository"),
                                     ("reject", "3.0.0", "no_manifest")]
     assert worker.loader.attempts == [] and not worker.controller.manager.ready
+
+
+def test_a_served_version_that_fails_the_recheck_is_rejected_and_every_worker_moves_away(lab: Lab) -> None:
+    lab.publish("1.0.0", "2.0.0")
+    first, second = lab.worker(recheck_s=0.2), lab.worker(recheck_s=0.2)
+    wait_for(lambda: first.serving == second.serving == "2.0.0", 30, "both workers to serve 2.0.0")
+    wait_for(lambda: len(first.loader.rechecks) >= 2, 20, "the first worker to re-check 2.0.0")
+    assert lab.events("reject") == [] and set(first.loader.rechecks) == {"2.0.0"}
+    first.loader.scripts["2.0.0"] = Script(recheck_fails="tampered")  # only the first worker finds it: the
+    # second follows the verdict
+    wait_for(lambda: first.serving == second.serving == "1.0.0", 30, "both workers to move to 1.0.0")
+    assert lab.events("reject") == [("reject", "2.0.0", "tampered")]  # once, replacing the approval
+    assert lab.events("recheck") == [("recheck", "2.0.0", "tampered")]
+    assert first.controller.verdicts.get("2.0.0").result == "tampered"  # type: ignore[union-attr]
+    assert lab.states() == {"2.0.0": VersionState.REJECTED, "1.0.0": VersionState.SERVING}
+
+
+def test_with_nothing_else_to_serve_a_version_that_fails_the_recheck_keeps_serving_with_the_reason(lab: Lab) -> None:
+    lab.publish("1.0.0")
+    worker = lab.worker({"1.0.0": Script(recheck_fails="revoked_key")}, recheck_s=0.2)
+    wait_for(lambda: lab.events("reject") == [("reject", "1.0.0", "revoked_key")], 30, "the re-check to reject 1.0.0")
+    time.sleep(1.0)  # several passes and re-check periods: a rejected version is not checked again
+    assert worker.serving == "1.0.0" and worker.loader.rechecks == ["1.0.0"]
+    view = version_states(worker.controller.scan_now(), worker.controller.verdicts.all(),
+                          worker.controller.reporter.board.live())["1.0.0"]
+    assert view.state is VersionState.SERVING and "scripted re-check failure" in view.reason
+
+
+def test_a_failure_that_holds_for_every_worker_replaces_a_standing_approval(lab: Lab) -> None:
+    lab.publish("1.0.0", "2.0.0")
+    worker = lab.worker()
+    wait_for(lambda: worker.serving == "2.0.0", 20, "2.0.0 to serve")
+    worker.commands.pin("1.0.0", actor="tests")
+    wait_for(lambda: worker.serving == "1.0.0", 20, "the pin to be followed")
+    assert worker.controller.verdicts.get("2.0.0").approved  # type: ignore[union-attr]
+    worker.loader.scripts["2.0.0"] = Script(fail="revoked_key", withdraws=True)  # e.g. its key was revoked since
+    worker.commands.unpin(actor="tests")
+    wait_for(lambda: lab.events("reject") == [("reject", "2.0.0", "revoked_key")], 20, "2.0.0 to be rejected")
+    assert worker.serving == "1.0.0" and lab.states()["2.0.0"] is VersionState.REJECTED

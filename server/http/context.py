@@ -1,4 +1,5 @@
-"""What a worker's request handlers share: the settings and the model lifecycle.
+"""What a worker's request handlers share: the settings, the model lifecycle, the audit log and the
+authorizer.
 
 Built by the app factory inside the worker (never at import time, never in the Gunicorn master), from
 `Settings`: this is where the settings become the lifecycle's and the runtime's own configuration.
@@ -13,7 +14,9 @@ from dataclasses import dataclass
 from flask import current_app
 
 from server.config import Settings
+from server.governance.access import Authorizer
 from server.governance.audit import AuditLog, audit_log_from_settings
+from server.governance.verify import SignatureChecker
 from server.lifecycle import Lifecycle, LifecycleConfig
 from server.lifecycle.statedir import StatePaths
 from server.quality.gate import GatePolicy
@@ -50,6 +53,8 @@ def lifecycle_config(settings: Settings) -> LifecycleConfig:
         gate=GatePolicy(tolerance=settings.gate_tolerance, max_cer=settings.gate_max_cer),
         warmup_shapes=settings.warmup_shape_list,
         drain_timeout_s=float(settings.timeout_s),
+        require_signature=settings.require_signature,
+        recheck_s=settings.signature_recheck_s,
     )
 
 
@@ -58,15 +63,19 @@ class ServerContext:
     settings: Settings
     lifecycle: Lifecycle
     audit: AuditLog
+    authorizer: Authorizer
 
     @classmethod
     def build(cls, settings: Settings) -> "ServerContext":
+        """Raises PolicyError / TrustConfigError when the access policy or the trust files cannot be used
+        (`ocr-server serve` checks them before Gunicorn starts, so this is a file changed since)."""
         slot = worker_slot()
         audit = audit_log_from_settings(settings)
         lifecycle = Lifecycle.build(
             ModelRepository(settings.model_repo, settings.pipeline_name), runtime_options(settings, slot),
-            lifecycle_config(settings), StatePaths(settings.effective_state_dir, settings.pipeline_name), audit, slot)
-        return cls(settings, lifecycle, audit)
+            lifecycle_config(settings), StatePaths(settings.effective_state_dir, settings.pipeline_name), audit, slot,
+            SignatureChecker.from_settings(settings))
+        return cls(settings, lifecycle, audit, Authorizer.from_settings(settings))
 
 
 def current_context() -> ServerContext:

@@ -19,3 +19,5 @@ class LifecycleConfig:
     warmup_shapes: tuple[tuple[int, int], ...]
     drain_timeout_s: float
     probe_timeout_s: float = 600.0
+    require_signature: bool = False
+    recheck_s: float = 0.0  # 0: the serving version is not checked again

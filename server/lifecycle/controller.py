@@ -16,22 +16,24 @@ something, so that across all workers at most one extra copy of a model is in me
 A failure that says the version is bad becomes a machine-wide rejection; any other is retried with
 backoff (`server.lifecycle.backoff`). The serving version is never unloaded for lack of a
 replacement: a repository that vanishes or a deleted directory leaves it serving from memory.
+
+Every `recheck_s` the serving version is checked again (`Loader.recheck`); a failure rejects it
+machine-wide, replacing its approval, and the pass goes on to the best other eligible version.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
-from typing import Any
+import time
 
 from server.lifecycle.backoff import Backoff
 from server.lifecycle.config import LifecycleConfig
-from server.lifecycle.loader import Loaded, Loader, LoadedModel, LoadFailure, LoadRequest
+from server.lifecycle.loader import Loaded, Loader, LoadFailure, LoadRequest, Serving
 from server.lifecycle.manager import ModelHandle, ModelManager
 from server.lifecycle.loop import PassLoop
 from server.lifecycle.pins import PinRead, PinStore
-from server.lifecycle.policy import becomes_rejection, preference, versions_to_try
+from server.lifecycle.policy import becomes_rejection, preference, recheck_applies, versions_to_try
 from server.lifecycle.reporting import Reporter
 from server.lifecycle.source import Inspection, Scan, VerifyCache, scan_repository
 from server.lifecycle.statedir import StatePaths
@@ -40,18 +42,9 @@ from server.lifecycle.verdicts import Verdict, VerdictStore
 from server.lifecycle.watcher import RepositoryWatcher, decision_inputs, watched_paths
 from server.lifecycle.workers import WorkerState
 from server.repository.layout import ModelRepository
-from server.repository.manifest import now_iso
 from server.storage.locks import FileLock
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Serving:
-    model: LoadedModel
-    fingerprint: str
-    gate: dict[str, Any]
-    since: str = field(default_factory=now_iso)
 
 
 class _Replan(Exception):
@@ -78,6 +71,7 @@ class LifecycleController:
         self._verify_cache = VerifyCache()
         self._serving: Serving | None = None
         self._loading: str | None = None
+        self._recheck_at = 0.0  # monotonic time of the next re-check of the serving version
 
     def start(self) -> None:
         try:
@@ -111,13 +105,14 @@ class LifecycleController:
             return
         for inspection in scan.versions.values():
             if inspection.state is VersionState.REJECTED:
-                self._record_rejection(inspection, inspection.code or "invalid", inspection.reason, None,
+                self._record_rejection(inspection, LoadFailure(inspection.code or "invalid", inspection.reason),
                                        already_counted=False)
         self.pin = self.pins.read()
-        chosen = preference(scan, self.verdicts.all(), self.pin.pin)
         serving = self._serving
         if serving is not None:
             self.reporter.missing(serving.model.version, serving.model.version not in scan.versions)
+            self._recheck(serving, scan.versions.get(serving.model.version))
+        chosen = preference(scan, self.verdicts.all(), self.pin.pin)
         for version in versions_to_try(chosen, scan, serving.model.version if serving else None):
             if self.loop.stopping.is_set():
                 break
@@ -185,26 +180,38 @@ class LifecycleController:
         reason = str(loaded.gate.get("reason", ""))
         standing, created = self.verdicts.record(Verdict(
             inspection.version, inspection.fingerprint, VersionState.READY, "success", reason, loaded.gate,
-            loaded.networks, decided_by=self.reporter.actor))
+            loaded.networks, loaded.signature, decided_by=self.reporter.actor))
         if created:
-            self.reporter.approved(inspection.version, reason, loaded.gate)
+            self.reporter.approved(inspection.version, loaded)
         elif not standing.approved:
             loaded.model.close()
             raise LoadFailure(standing.result, standing.reason)
 
     def _failed(self, inspection: Inspection, standing: Verdict | None, failure: LoadFailure) -> None:
         self.reporter.load_failed(inspection.version, failure)
-        if becomes_rejection(failure.sticky, standing):
-            self._record_rejection(inspection, failure.code, failure.reason, failure.gate, already_counted=True)
+        if becomes_rejection(failure.sticky, standing, failure.withdraws):
+            self._record_rejection(inspection, failure, already_counted=True)
         else:
             self.backoff.failed(inspection.version, inspection.fingerprint, failure.reason)
 
-    def _record_rejection(self, inspection: Inspection, code: str, reason: str, gate: dict[str, Any] | None,
-                          already_counted: bool) -> None:
-        _, created = self.verdicts.record(Verdict(inspection.version, inspection.fingerprint, VersionState.REJECTED,
-                                                  code, reason, gate, decided_by=self.reporter.actor))
+    def _record_rejection(self, inspection: Inspection, failure: LoadFailure, already_counted: bool) -> None:
+        _, created = self.verdicts.record(Verdict(
+            inspection.version, inspection.fingerprint, VersionState.REJECTED, failure.code, failure.reason,
+            failure.gate, signature=failure.signature, decided_by=self.reporter.actor), failure.withdraws)
         if created:
-            self.reporter.rejected(inspection.version, code, reason, gate, already_counted)
+            self.reporter.rejected(inspection.version, failure, already_counted)
+
+    def _recheck(self, serving: Serving, inspection: Inspection | None) -> None:
+        """Check the serving version again when it is due and `policy.recheck_applies`."""
+        now = time.monotonic()
+        if not self.config.recheck_s or now < self._recheck_at or inspection is None or not recheck_applies(
+                serving.fingerprint, inspection, self.verdicts.get(inspection.version)):
+            return
+        self._recheck_at = now + self.config.recheck_s
+        failure = self.loader.recheck(serving.model)
+        if failure is not None:
+            self.reporter.recheck_failed(inspection.version, failure)
+            self._record_rejection(inspection, failure, already_counted=True)
 
     def _swap(self, loaded: Loaded, inspection: Inspection) -> ModelHandle | None:
         previous = self._serving
@@ -235,12 +242,7 @@ class LifecycleController:
     def _publish(self) -> None:
         serving = self._serving
         self.reporter.publish(WorkerState(
-            slot=self.reporter.slot,
-            pid=os.getpid(),
-            serving=serving.model.version if serving else None,
-            serving_fingerprint=serving.fingerprint if serving else None,
-            loading=self._loading,
-            draining=[model.version for model in self.manager.draining()],
-            since=serving.since if serving else "",
-            errors=self.backoff.errors(),
-        ))
+            slot=self.reporter.slot, pid=os.getpid(), serving=serving.model.version if serving else None,
+            serving_fingerprint=serving.fingerprint if serving else None, loading=self._loading,
+            draining=[model.version for model in self.manager.draining()], since=serving.since if serving else "",
+            errors=self.backoff.errors()))

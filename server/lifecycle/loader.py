@@ -7,20 +7,24 @@ that order, and take minutes. It never touches the model being served (that is t
 records nothing machine-wide (the controller records verdicts and reports). The controller calls it
 from its one lifecycle thread, so a loader sees one call at a time per worker.
 
+`Loader.recheck(model)` answers, later and as often as the controller asks, whether the files of a
+model being served are still those it approved (hashed again, and its signature checked against
+today's trust store and revocation list): None, or the `LoadFailure` that now rejects the version.
+
 `server.lifecycle.pipeline_loader.PipelineLoader` is the real one; tests use a scripted fake that
 fails, passes or takes its time as told, so the controller's decisions are tested without Paddle.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from server.lifecycle.source import Inspection
 from server.lifecycle.verdicts import Verdict
 from server.pipeline import OcrPipeline
-from server.repository.manifest import Manifest
+from server.repository.manifest import Manifest, now_iso
 
 
 @dataclass
@@ -52,19 +56,42 @@ class Loaded:
     model: LoadedModel
     gate: dict[str, Any]  # the gate result: this load's, or the standing approval's
     networks: str  # digest of the network files (they open without crashing once approved)
+    signature: dict[str, Any] | None = None  # the signature check of this load (`SignatureStatus.to_json`)
+
+    @property
+    def verified(self) -> bool:
+        """Whether the version serves with a verified signature (see `ocr_model_unverified_serving`)."""
+        return bool(self.signature and self.signature.get("verified"))
+
+
+@dataclass(frozen=True)
+class Serving:
+    """What a worker serves, as its controller keeps it: the model, the files it came from, its gate."""
+
+    model: LoadedModel
+    fingerprint: str
+    gate: dict[str, Any]
+    since: str = field(default_factory=now_iso)
 
 
 class LoadFailure(Exception):
     """A load attempt failed. `code` is short and stable (a metric label, the verdict's result);
-    `sticky` failures say the version itself is bad and become a rejection, the others are retried."""
+    `sticky` failures say the version itself is bad and become a rejection, the others are retried.
+    `withdraws`: the failure holds for every worker alike (a signature that does not verify), so it
+    rejects the version even where other workers approved these very files before."""
 
-    def __init__(self, code: str, reason: str, sticky: bool = True, gate: dict[str, Any] | None = None) -> None:
+    def __init__(self, code: str, reason: str, sticky: bool = True, gate: dict[str, Any] | None = None,
+                 withdraws: bool = False, signature: dict[str, Any] | None = None) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
         self.sticky = sticky
         self.gate = gate
+        self.withdraws = withdraws
+        self.signature = signature
 
 
 class Loader(Protocol):
     def load(self, request: LoadRequest) -> Loaded: ...
+
+    def recheck(self, model: LoadedModel) -> LoadFailure | None: ...

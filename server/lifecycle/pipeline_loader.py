@@ -1,5 +1,8 @@
 """The real loader: a version directory -> a verified, probed, warmed-up and gated OCR pipeline.
 
+    signature  model.sig against the trust store and the revocation list (`server.governance.verify`),
+             at every load on every worker, approved or not; refused as `policy.signature_refused`
+             says, with the problem as the code (a rejection that replaces any approval)
     verify   the manifest names the version and every file matches its sha256 (the files may have
              changed since the scan: a copy over the version - retried, not rejected)
     probe    the networks are opened in a throw-away child process first (`server.lifecycle.probe`),
@@ -10,6 +13,8 @@
     gate     the golden-set CER against the live version's (`server.lifecycle.evaluation`)
 
 A version with a standing approval skips the probe and the gate and carries the approval's result.
+`recheck` repeats the two verifications on a version being served: the files against the manifest it
+was approved with, the signature against today's trust store and revocations.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from server.governance.verify import SignatureChecker, SignatureStatus
 from server.lifecycle.evaluation import Evaluator
 from server.lifecycle.loader import Loaded, LoadedModel, LoadFailure, LoadRequest
+from server.lifecycle.policy import signature_refused
 from server.lifecycle.probe import ProbeCrash, ProbeError, network_digest, probe_networks
 from server.lifecycle.verdicts import VerdictStore
 from server.observability.metrics import MODEL_LOAD_DURATION
@@ -113,6 +120,16 @@ def verified_manifest(repo: ModelRepository, version: str) -> Manifest:
     return manifest
 
 
+def verified_signature(checker: SignatureChecker, version_dir: Path, pipeline: str, required: bool) -> SignatureStatus:
+    """The version's signature status, or the LoadFailure that refuses it (sticky, for every worker)."""
+    status = checker.check(version_dir, pipeline)
+    if signature_refused(status, required):
+        assert status.problem is not None
+        raise LoadFailure(status.problem.value, f"signature: {status.reason}", withdraws=True,
+                          signature=status.to_json())
+    return status
+
+
 def load_version(
     repo: ModelRepository,
     version: str,
@@ -141,8 +158,11 @@ class PipelineLoader:
     """`Loader` for PP-OCR versions of one repository, on this worker's runtime options."""
 
     def __init__(self, repo: ModelRepository, options: RuntimeOptions, evaluator: Evaluator, verdicts: VerdictStore,
-                 warmup_shapes: tuple[tuple[int, int], ...] = WARMUP_SHAPES, probe_timeout_s: float = 600.0) -> None:
+                 warmup_shapes: tuple[tuple[int, int], ...] = WARMUP_SHAPES, probe_timeout_s: float = 600.0,
+                 signatures: SignatureChecker | None = None, require_signature: bool = False) -> None:
         self.repo = repo
+        self.signatures = signatures or SignatureChecker(None, None)  # no trust store: nothing verifies
+        self.require_signature = require_signature
         self.options = options
         self.evaluator = evaluator
         self.verdicts = verdicts
@@ -152,6 +172,13 @@ class PipelineLoader:
     def load(self, request: LoadRequest) -> Loaded:
         inspection = request.inspection
         assert inspection.manifest is not None  # whole versions always have one
+        try:
+            signature = verified_signature(self.signatures, inspection.path, self.repo.pipeline,
+                                           self.require_signature).to_json()
+        except LoadFailure:
+            if not inspection.unchanged():  # a copy over the version: not the files the scan saw
+                raise LoadFailure("verify_failed", "its files changed while they were verified", sticky=False)
+            raise
         networks = network_digest(inspection.manifest)
         if request.approval is None and not self._networks_known(networks):
             try:
@@ -164,7 +191,7 @@ class PipelineLoader:
         MODEL_LOAD_DURATION.labels(phase="load").observe(model.load_seconds)
         MODEL_LOAD_DURATION.labels(phase="warmup").observe(model.warmup_seconds)
         if request.approval is not None:
-            return Loaded(model, request.approval.gate or {}, networks)
+            return Loaded(model, request.approval.gate or {}, networks, signature)
         try:
             result = self.evaluator.judge(model, request.live, request.live_gate)
         except GatePolicyError as exc:
@@ -175,8 +202,19 @@ class PipelineLoader:
             raise LoadFailure("gate_error", f"the quality gate cannot run: {exc}", sticky=False) from exc
         if not result.passed:
             model.close()
-            raise LoadFailure("gate_rejected", result.reason, gate=result.to_json())
-        return Loaded(model, result.to_json(), networks)
+            raise LoadFailure("gate_rejected", result.reason, gate=result.to_json(), signature=signature)
+        return Loaded(model, result.to_json(), networks, signature)
+
+    def recheck(self, model: LoadedModel) -> LoadFailure | None:
+        problems = verify_files(model.path, model.manifest)
+        if problems:
+            return LoadFailure("tampered", "changed on disk since it was approved: " + "; ".join(problems[:5]),
+                               withdraws=True)
+        try:
+            verified_signature(self.signatures, model.path, self.repo.pipeline, self.require_signature)
+        except LoadFailure as failure:
+            return failure
+        return None
 
     def _networks_known(self, digest: str) -> bool:
         """Whether an approved version with these very network files exists (they open without crashing)."""

@@ -13,12 +13,18 @@ pending or is rejected on loading makes it try the next one, down to the version
 
 Rollback pins the highest eligible version below the one serving now (see `rollback_target`), so
 repeated rollbacks walk down the versions one at a time; unpinning returns to "highest wins".
+
+Signatures (`signature_refused`): a signature that says the version is not what its signer released
+(tampered, incomplete, not genuine) or that was withdrawn (a revoked key or version) refuses the
+version always; one that merely does not vouch for it (unsigned, a key outside the trust store or
+not allowed for the pipeline) refuses it only when signatures are required (OCR_REQUIRE_SIGNATURE).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from server.governance.verify import SignatureProblem, SignatureStatus
 from server.lifecycle.pins import Pin
 from server.lifecycle.source import Inspection, Scan
 from server.lifecycle.states import VersionState
@@ -27,6 +33,9 @@ from server.repository.layout import parse_version
 
 # Longest wait between two attempts at a version that failed for a reason outside itself.
 MAX_RETRY_DELAY_S = 300.0
+# Signature problems that refuse a version whether signatures are required or not.
+ALWAYS_REFUSED = frozenset({SignatureProblem.TAMPERED, SignatureProblem.INCOMPLETE, SignatureProblem.BAD_SIGNATURE,
+                            SignatureProblem.REVOKED_KEY, SignatureProblem.REVOKED_VERSION})
 
 
 @dataclass(frozen=True)
@@ -116,13 +125,27 @@ def pin_refusal(inspection: Inspection, verdict: Verdict | None) -> tuple[str, s
     return None
 
 
-def becomes_rejection(sticky: bool, standing: Verdict | None) -> bool:
+def becomes_rejection(sticky: bool, standing: Verdict | None, withdraws: bool = False) -> bool:
     """Whether a failed load makes the version REJECTED machine-wide (else it is RETRYING here).
 
     Only a failure that says something about the version itself, and only for a version nobody has
-    approved: a version other workers approved that fails on one worker is that worker's problem.
+    approved: a version other workers approved that fails on one worker is that worker's problem -
+    unless the failure holds for every worker alike (`withdraws`: its signature no longer verifies).
     """
-    return sticky and not (standing is not None and standing.approved)
+    return sticky and (withdraws or not (standing is not None and standing.approved))
+
+
+def recheck_applies(serving_fingerprint: str, inspection: Inspection, verdict: Verdict | None) -> bool:
+    """Whether the re-check of the serving version can say anything: not while its files are being
+    changed or are others than those it was loaded from (the scan and the verdicts judge those), nor
+    once it is rejected."""
+    return (inspection.state is VersionState.NEW and inspection.fingerprint == serving_fingerprint
+            and (verdict is None or verdict.approved or verdict.fingerprint != inspection.fingerprint))
+
+
+def signature_refused(status: SignatureStatus, required: bool) -> bool:
+    """Whether a version with this signature status may not serve (see the module docstring)."""
+    return status.problem is not None and (required or status.problem in ALWAYS_REFUSED)
 
 
 def retry_delay(failures: int, base_s: float) -> float:

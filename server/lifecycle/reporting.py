@@ -15,11 +15,19 @@ from typing import Any
 from server.governance.audit import AuditLog
 from server.lifecycle.loader import Loaded, LoadFailure
 from server.lifecycle.workers import WorkerBoard, WorkerState
-from server.observability.metrics import MODEL_GOLDEN_CER, MODEL_LAST_RELOAD, MODEL_LOADS, MODEL_SWAPS, \
-    model_serving
+from server.observability.metrics import MODEL_GOLDEN_CER, MODEL_LAST_RELOAD, MODEL_LOADS, MODEL_RECHECK_FAILURES, \
+    MODEL_SWAPS, MODEL_UNVERIFIED_SERVING, model_serving
 from server.repository.manifest import now_iso
 
 log = logging.getLogger("server.lifecycle")
+
+
+def _signed(signature: dict[str, Any] | None) -> dict[str, Any]:
+    """The audit fields of a signature check: the version digest, the key, whether it verified."""
+    if not signature:
+        return {}
+    return {"version_digest": signature.get("version_digest"), "key_id": signature.get("key_id"),
+            "signature": "verified" if signature.get("verified") else signature.get("problem")}
 
 
 class Reporter:
@@ -38,20 +46,31 @@ class Reporter:
                           worker=self.slot, pid=os.getpid(), **details)
 
     # -- decisions and loads ------------------------------------------------------------------------
-    def approved(self, version: str, reason: str, gate: dict[str, Any]) -> None:
-        self.event("approve", version, reason=reason, gate=gate)
+    def approved(self, version: str, loaded: Loaded) -> None:
+        self.event("approve", version, reason=str(loaded.gate.get("reason", "")), gate=loaded.gate,
+                   **_signed(loaded.signature))
 
-    def rejected(self, version: str, code: str, reason: str, gate: dict[str, Any] | None, counted: bool) -> None:
-        """A rejection this worker recorded; `counted` False when its failed load was counted already."""
+    def rejected(self, version: str, failure: LoadFailure, counted: bool) -> None:
+        """A rejection this worker recorded; `counted` True when its failed load was counted already."""
         if not counted:
-            MODEL_LOADS.labels(result=code).inc()
-        log.warning("version %s rejected (%s): %s", version, code, reason)
-        self.event("reject", version, result=code, reason=reason, gate=gate)
+            MODEL_LOADS.labels(result=failure.code).inc()
+        log.warning("version %s rejected (%s): %s", version, failure.code, failure.reason)
+        self.event("reject", version, result=failure.code, reason=failure.reason, gate=failure.gate,
+                   **_signed(failure.signature))
 
     def load_failed(self, version: str, failure: LoadFailure) -> None:
         MODEL_LOADS.labels(result=failure.code).inc()
         log.warning("version %s not loaded (%s): %s", version, failure.code, failure.reason)
-        self.event("load", version, result=failure.code, reason=failure.reason)
+        self.event("load", version, result=failure.code, reason=failure.reason, **_signed(failure.signature))
+
+    def recheck_failed(self, version: str, failure: LoadFailure) -> None:
+        """The version this worker serves failed its re-check: it is rejected; this worker keeps serving
+        it until another version loads (an alert: `ocr_model_recheck_failures_total`)."""
+        MODEL_RECHECK_FAILURES.labels(result=failure.code).inc()
+        MODEL_UNVERIFIED_SERVING.set(1)
+        log.error("version %s, which this worker serves, failed its re-check (%s): %s", version, failure.code,
+                  failure.reason)
+        self.event("recheck", version, result=failure.code, reason=failure.reason, **_signed(failure.signature))
 
     def serving(self, loaded: Loaded, previous: str | None) -> None:
         """This worker now serves `loaded` (after `previous`, if it served one)."""
@@ -63,11 +82,12 @@ class Reporter:
             MODEL_GOLDEN_CER.labels(model.version).set(loaded.gate["cer"])
         backend = str(model.manifest.framework.get("name", "unknown"))
         model_serving(model.version, worker=str(self.slot), backend=backend, device=self.device)
+        MODEL_UNVERIFIED_SERVING.set(0 if loaded.verified else 1)
         MODEL_LAST_RELOAD.set_to_current_time()
         log.info("serving %s/%s (load %.2fs, warm-up %.2fs)", model.name, model.version,
                  model.load_seconds, model.warmup_seconds)
         self.event("load", model.version, result="success", load_s=round(model.load_seconds, 3),
-                   warmup_s=round(model.warmup_seconds, 3))
+                   warmup_s=round(model.warmup_seconds, 3), **_signed(loaded.signature))
         self.event("swap", model.version, previous=previous)
         self._active.discard(f"missing:{model.version}")
 

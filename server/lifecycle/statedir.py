@@ -7,6 +7,7 @@ which version it serves) is written here for the others and for whoever answers 
     <state_dir>/<pipeline>/verdicts/V.json    approved or rejected, why, gate result, per fingerprint
     <state_dir>/<pipeline>/workers/N.json     what worker slot N serves and loads now
     <state_dir>/<pipeline>/load.lock          held by the one worker loading a version
+    <state_dir>/<pipeline>/promotions.json    promotion requests (who asked for which version)
 
 Every file is replaced atomically (`server.storage.statefiles`).
 """
@@ -37,6 +38,10 @@ class StatePaths:
     @property
     def workers_dir(self) -> Path:
         return self.base / "workers"
+
+    @property
+    def promotions_file(self) -> Path:
+        return self.base / "promotions.json"
 
     @property
     def load_lock(self) -> Path:

@@ -21,10 +21,24 @@ Transitions (machine-wide; a change of the version's files starts it again at PE
     LOADING  --fails: the version-->   REJECTED    (verification, probe, load, warm-up or the gate)
     LOADING  --fails: not the version-> RETRYING   (e.g. an unreadable golden set) --backoff--> LOADING
     SERVING  --replaced-->             RETIRED     --pinned or rolled back to--> LOADING
+    SERVING  --fails the re-check-->   REJECTED    (its files on disk changed since approval, or its
+                                                    signature no longer verifies: every worker moves to
+                                                    the best other eligible version; with none, it stays
+                                                    SERVING, with the rejection as its reason, from the
+                                                    copy verified when it was loaded)
     READY    --preferred again-->      LOADING
     REJECTED --its files change-->     PENDING / NEW
 
-REJECTED is sticky: it is recorded once for the version's fingerprint and every worker follows it.
+REJECTED is sticky: it is recorded once for the version's fingerprint and every worker follows it. A
+failure that holds for every worker alike (a signature that does not verify, at a load or at the
+re-check) also replaces a standing approval of those files.
+
+The reason of a rejection comes with a short code (the verdict's `result`, a metric label): from the
+scan `no_manifest`, `bad_manifest`, `version_mismatch`, `verify_failed`, `outside_repository`,
+`not_a_directory`; from a load `load_error`, `crashed`, `gate_rejected`; from the signature check
+(`server.governance.verify.SignatureProblem`) `unsigned`, `bad_signature`, `revoked_key`,
+`revoked_version`, `untrusted_key`, `wrong_pipeline`, `incomplete`, `tampered` - the last also from
+the re-check when a file no longer matches the manifest the version was approved with.
 """
 
 from __future__ import annotations
@@ -39,7 +53,7 @@ class VersionState(str, Enum):
     LOADING = "loading"  # a worker is probing, loading, warming up or gating it
     RETRYING = "retrying"  # a load failed for a reason outside the version; tried again with backoff
     READY = "ready"  # approved (verified, warmed up, passed the gate), not served yet
-    SERVING = "serving"  # a live worker serves it
+    SERVING = "serving"  # a live worker serves it (with a reason only if it was rejected since)
     RETIRED = "retired"  # approved and served before, replaced since
     REJECTED = "rejected"  # failed verification, probe, load or the gate; until its files change
 

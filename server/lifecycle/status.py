@@ -52,8 +52,9 @@ def _applicable(verdict: Verdict | None, inspection: Inspection | None) -> Verdi
 
 
 def _status(inspection: Inspection | None, verdict: Verdict | None, activity: _Activity) -> Status:
-    if activity.serving:
-        return Status(VersionState.SERVING)
+    if activity.serving:  # rejected since it was loaded (the re-check): still served until another loads
+        rejected = verdict is not None and not verdict.approved
+        return Status(VersionState.SERVING, f"rejected since: {verdict.reason}" if rejected and verdict else "")
     if activity.loading:
         return Status(VersionState.LOADING)
     if inspection is not None and inspection.state is VersionState.REJECTED:
@@ -87,35 +88,55 @@ def _manifest_summary(manifest: Manifest) -> dict[str, Any]:
     return data
 
 
-def models_view(controller: LifecycleController) -> dict[str, Any]:
+def _version_entry(name: str, status: Status, inspection: Inspection | None, verdict: Verdict | None,
+                   slots: _Activity) -> dict[str, Any]:
+    return {
+        "version": name,
+        "state": status.state.value,
+        "reason": status.reason,
+        "on_disk": inspection is not None,
+        "workers": {"serving": slots.serving, "loading": slots.loading, "draining": slots.draining},
+        "gate": verdict.gate if verdict else None,
+        "verdict": None if verdict is None else {
+            "decision": verdict.decision, "result": verdict.result, "reason": verdict.reason,
+            "decided_by": verdict.decided_by, "decided_at": verdict.decided_at, "served_at": verdict.served_at,
+            "signature": verdict.signature,
+        },
+        "manifest": _manifest_summary(inspection.manifest) if inspection and inspection.manifest else None,
+    }
+
+
+def _consistent_scan(controller: LifecycleController) -> Scan:
     scan = controller.scan_now()
     if scan.unstable:  # a version appeared or went while we looked: one more look gives a consistent list
         scan = controller.scan_now()
+    return scan
+
+
+def version_view(controller: LifecycleController, name: str) -> tuple[dict[str, Any], Inspection | None] | None:
+    """One version's entry of the listing (and its inspection), None when it is neither on disk nor served."""
+    scan = _consistent_scan(controller)
+    workers = controller.reporter.board.live()
+    status = version_states(scan, controller.verdicts.all(), workers).get(name)
+    if status is None:
+        return None
+    inspection = scan.versions.get(name)
+    entry = _version_entry(name, status, inspection, _applicable(controller.verdicts.get(name), inspection),
+                           _activity(workers).get(name, _Activity()))
+    return entry, inspection
+
+
+def models_view(controller: LifecycleController) -> dict[str, Any]:
+    scan = _consistent_scan(controller)
     verdicts = controller.verdicts.all()
     pin_read = controller.pins.read()
     workers = controller.reporter.board.live()
     chosen = preference(scan, verdicts, pin_read.pin)
     activity = _activity(workers)
     states = version_states(scan, verdicts, workers)
-
-    versions = []
-    for name in sorted(states, key=parse_version, reverse=True):
-        inspection = scan.versions.get(name)
-        verdict = _applicable(verdicts.get(name), inspection)
-        slots = activity.get(name, _Activity())
-        versions.append({
-            "version": name,
-            "state": states[name].state.value,
-            "reason": states[name].reason,
-            "on_disk": inspection is not None,
-            "workers": {"serving": slots.serving, "loading": slots.loading, "draining": slots.draining},
-            "gate": verdict.gate if verdict else None,
-            "verdict": None if verdict is None else {
-                "decision": verdict.decision, "result": verdict.result, "reason": verdict.reason,
-                "decided_by": verdict.decided_by, "decided_at": verdict.decided_at, "served_at": verdict.served_at,
-            },
-            "manifest": _manifest_summary(inspection.manifest) if inspection and inspection.manifest else None,
-        })
+    versions = [_version_entry(name, states[name], scan.versions.get(name),
+                               _applicable(verdicts.get(name), scan.versions.get(name)), activity.get(name, _Activity()))
+                for name in sorted(states, key=parse_version, reverse=True)]
 
     pin: dict[str, Any] | None = None
     if pin_read.pin is not None:

@@ -37,6 +37,7 @@ class Verdict:
     reason: str = ""
     gate: dict[str, Any] | None = None
     networks: str | None = None  # digest of the network files, known to open without crashing if approved
+    signature: dict[str, Any] | None = None  # the signature check it was decided with (SignatureStatus.to_json)
     decided_by: str = ""
     decided_at: str = field(default_factory=now_iso)
     served_at: str | None = None  # first time a worker served it
@@ -99,8 +100,10 @@ class VerdictStore:
                 verdicts[name] = verdict
         return verdicts
 
-    def record(self, verdict: Verdict) -> tuple[Verdict, bool]:
-        """Record `verdict` unless one already stands for the same files.
+    def record(self, verdict: Verdict, replace_approval: bool = False) -> tuple[Verdict, bool]:
+        """Record `verdict` unless one already stands for the same files (with `replace_approval`, a
+        rejection replaces a standing approval: a failure that holds for every worker, such as a
+        signature that no longer verifies).
 
         Returns the verdict that stands and whether this call made it: exactly one worker gets True,
         which is the one that writes the audit line. If the state directory cannot be written, the
@@ -109,7 +112,8 @@ class VerdictStore:
         try:
             with locked(self.directory / ".lock"):
                 existing = self.current(verdict.version, verdict.fingerprint)
-                if existing is not None:
+                replaces = replace_approval and existing is not None and existing.approved and not verdict.approved
+                if existing is not None and not replaces:
                     return existing, False
                 write_json_atomic(self._path(verdict.version), verdict.to_json())
                 return verdict, True

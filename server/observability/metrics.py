@@ -12,7 +12,8 @@ chosen for what the number means:
   series) and the exposition drops 0-valued info series, so only what serves now is shown;
 - golden CER: `mostrecent` - every worker computes the same figure for a version, and it outlives the
   worker that measured it;
-- last reload time: `max` - the newest reload anywhere, kept after that worker dies.
+- last reload time: `max` - the newest reload anywhere, kept after that worker dies;
+- unverified serving: `livesum` - each live worker counts 1 while what it serves is not verified.
 
 Label values are bounded on purpose: `model_version` only takes names of versions that served (or
 "none" for requests refused before a model was involved), `code` only the server's own error codes,
@@ -89,6 +90,17 @@ MODEL_GOLDEN_CER = Gauge(
 MODEL_LAST_RELOAD = Gauge(
     "ocr_model_last_reload_timestamp_seconds", "Unix time of the last successful version swap.",
     multiprocess_mode="max",
+)
+MODEL_UNVERIFIED_SERVING = Gauge(
+    "ocr_model_unverified_serving",
+    "Live workers serving a version without a verified signature (unsigned, signed by a key outside the "
+    "trust store, or failed the re-check with nothing else to serve).",
+    multiprocess_mode="livesum",
+)
+MODEL_RECHECK_FAILURES = Counter(
+    "ocr_model_recheck_failures_total",
+    "Periodic re-checks that found the serving version changed on disk or no longer verifying, by result.",
+    ["result"],
 )
 
 # -- online accuracy -------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """A scripted `Loader` for the controller's tests: no Paddle, no weights, decisions only.
 
-Each version's `Script` says whether its load fails (sticky or not, always or only the first N
-times), whether it passes the gate, and how long the load takes. Versions themselves are real
+Each version's `Script` says whether its load fails (sticky or not, for every worker or not, always
+or only the first N times), whether it passes the gate, how long the load takes, and whether the
+re-check of the version being served fails (scripts may be changed while the controller runs). Versions themselves are real
 directories published with the real publishing code (`publish_fake_version`), so the controller runs
 on the real source, verdict store, pin file, audit log and worker board.
 """
@@ -25,6 +26,8 @@ class Script:
     failures: int | None = None  # fail only the first N attempts (None: every attempt)
     gate_passes: bool = True
     seconds: float = 0.0  # how long a load takes
+    withdraws: bool = False  # the failure holds for every worker (a signature that does not verify)
+    recheck_fails: str | None = None  # the re-check of the served version fails with this code
 
 
 class FakePipeline:
@@ -39,6 +42,7 @@ class FakeLoader:
     def __init__(self, scripts: dict[str, Script] | None = None) -> None:
         self.scripts = scripts or {}
         self.attempts: list[tuple[str, float]] = []  # (version, monotonic time the load began)
+        self.rechecks: list[str] = []  # versions re-checked, in order
         self.loading = threading.Event()  # set while a load is under way
         self.models: dict[str, list[LoadedModel]] = {}
 
@@ -55,7 +59,8 @@ class FakeLoader:
         try:
             time.sleep(script.seconds)
             if script.fail and (script.failures is None or len(self.attempts_of(version)) <= script.failures):
-                raise LoadFailure(script.fail, f"scripted failure of {version}", sticky=script.sticky)
+                raise LoadFailure(script.fail, f"scripted failure of {version}", sticky=script.sticky,
+                                  withdraws=script.withdraws)
             model = LoadedModel(inspection.manifest.name, version, inspection.path, inspection.manifest,
                                 FakePipeline())  # type: ignore[arg-type]
             self.models.setdefault(version, []).append(model)
@@ -68,6 +73,12 @@ class FakeLoader:
             return Loaded(model, gate, "networks")
         finally:
             self.loading.clear()
+
+    def recheck(self, model: LoadedModel) -> LoadFailure | None:
+        self.rechecks.append(model.version)
+        code = self.scripts.get(model.version, Script()).recheck_fails
+        return None if code is None else LoadFailure(code, f"scripted re-check failure of {model.version}",
+                                                     withdraws=True)
 
 
 def publish_fake_version(repo: ModelRepository, version: str, work: Path) -> Path:
