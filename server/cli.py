@@ -46,8 +46,28 @@ def _settings_with(args: argparse.Namespace) -> Settings:
     return Settings.from_env()
 
 
+def _check_governance_files(settings: Settings) -> str | None:
+    """Why the access policy, trust store or revocation list cannot be used (None if they can): found
+    here, before Gunicorn starts, rather than as workers that fail to boot."""
+    from server.governance.access import Authorizer
+    from server.governance.policy import PolicyError
+    from server.governance.trust import TrustConfigError
+    from server.governance.verify import SignatureChecker
+
+    try:
+        Authorizer.from_settings(settings)
+        SignatureChecker.from_settings(settings)
+    except (PolicyError, TrustConfigError) as exc:
+        return str(exc)
+    return None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings_with(args)
+    problem = _check_governance_files(settings)
+    if problem is not None:
+        print(f"ocr-server: configuration error: {problem}", file=sys.stderr)
+        return 2
     os.environ.update(settings.as_env())
     argv = [sys.executable, "-m", "gunicorn", "-c", "python:server.process.gunicorn_config"]
     os.execv(sys.executable, argv)
@@ -142,7 +162,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from server.governance.audit import audit_log_from_settings
     from server.governance.signing import sign_directory
     from server.governance.trust import TrustConfigError
-    from server.governance.verify import version_digest
+    from server.governance.verify import SignatureChecker, version_digest
     from server.repository.card import CardError, load_card
     from server.repository.layout import ModelRepository, VersionNameError
     from server.repository.publish import PublishError, default_publisher, publish
@@ -152,12 +172,22 @@ def cmd_publish(args: argparse.Namespace) -> int:
     audit = audit_log_from_settings(settings)
     actor = f"cli:{default_publisher()}"
     signed: list[str] = []
+
+    def finalize(staging: Path) -> None:
+        """Sign the finished copy; when signatures are required, refuse what the server would refuse."""
+        if key is not None:
+            signed.append(sign_directory(staging, key, name=args.version).key_id)
+        if settings.require_signature:
+            status = SignatureChecker.from_settings(settings).check(staging, repo.pipeline)
+            if not status.verified:
+                raise PublishError(f"OCR_REQUIRE_SIGNATURE is on and the signature does not verify "
+                                   f"({status.problem.value if status.problem else ''}: {status.reason}); "
+                                   "sign with --sign-key, with a key OCR_TRUSTED_KEYS trusts for this pipeline")
+
     try:
         card = load_card(args.card) if args.card else None
         key = _signing_key(args.sign_key, args.password_file) if args.sign_key else None
-        sign = None if key is None else (lambda staging: signed.append(
-            sign_directory(staging, key, name=args.version).key_id))
-        target = publish(args.src, repo, args.version, card=card, finalize=sign)
+        target = publish(args.src, repo, args.version, card=card, finalize=finalize)
     except (PublishError, VersionNameError, CardError, TrustConfigError, OSError) as exc:
         audit.append("publish", actor=actor, version=args.version, result="failed", reason=str(exc))
         print(f"ocr-server: cannot publish {args.src} as {args.version}: {exc}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""The admin API's guard and validation, over HTTP against real Gunicorn servers.
+"""The admin API's guard with only OCR_ADMIN_TOKEN (no access policy), and its validation, over HTTP
+against real Gunicorn servers (roles and JWTs: test_access_server.py).
 
 These servers have no model to load (an empty repository), so they start in seconds; the happy paths
 (pin, unpin, rollback moving real workers) run under load in test_hot_swap.py.
@@ -50,9 +51,10 @@ def test_mutating_calls_require_a_bearer_token(guarded: tuple[RunningServer, Pat
         ({"Authorization": f"Basic {ADMIN_TOKEN}"}, 401, "invalid_authorization"),
         ({"Authorization": "Bearer"}, 401, "invalid_authorization"),
         ({"Authorization": f"Bearer {ADMIN_TOKEN} extra"}, 401, "invalid_authorization"),
-        ({"Authorization": f"Bearer {ADMIN_TOKEN}x"}, 403, "forbidden"),
-        ({"Authorization": f"Bearer {ADMIN_TOKEN[:-1]}"}, 403, "forbidden"),
-        ({"Authorization": "Bearer \u00e9t\u00e9"}, 403, "forbidden"),
+        # RFC 6750: a credential that is not valid is 401 invalid_token (403 is for a valid one without the role)
+        ({"Authorization": f"Bearer {ADMIN_TOKEN}x"}, 401, "invalid_token"),
+        ({"Authorization": f"Bearer {ADMIN_TOKEN[:-1]}"}, 401, "invalid_token"),
+        ({"Authorization": "Bearer \u00e9t\u00e9"}, 401, "invalid_token"),
     ]
     for headers, status, code in cases:
         response = requests.request(method, f"{server.url}{path}", headers=headers, timeout=30)
@@ -63,7 +65,8 @@ def test_mutating_calls_require_a_bearer_token(guarded: tuple[RunningServer, Pat
     assert not (audit_log.parent / "ppocr" / "pin.json").exists()
     denied = audit_lines(audit_log)[before:]
     assert [(e["action"], e["result"]) for e in denied] == [(action, "denied")] * len(cases)
-    assert all(e["actor"] == "api:127.0.0.1" and e["reason"] for e in denied)
+    assert all(e["actor"] == "anonymous" and e["address"] == "127.0.0.1" and e["reason"] and e["request_id"]
+               for e in denied)
 
 
 def test_calls_are_refused_when_no_token_is_configured(unguarded: tuple[RunningServer, Path]) -> None:

@@ -18,6 +18,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from server.governance.roles import Action
+from server.http.auth import authorize
 from server.http.context import current_context
 from server.http.errors import ApiError
 from server.http.instrumentation import recent_results
@@ -109,6 +111,7 @@ def _resolve(body: dict[str, Any]) -> tuple[str, str, str]:
 
 @bp.post("/v1/feedback")
 def feedback() -> Response:
+    authorize(Action.FEEDBACK)  # open unless OCR_INFERENCE_AUTH=1
     try:
         body = _read_body()
         truth = _string(body, "text", required=True)

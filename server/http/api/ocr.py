@@ -17,7 +17,9 @@ from flask import Blueprint, Response, g, jsonify, request
 
 from server.documents.decode import open_image, to_bgr
 from server.documents.errors import DecodeError
+from server.governance.roles import Action
 from server.http import instrumentation
+from server.http.auth import authorize
 from server.http.context import current_context
 from server.http.errors import ApiError
 from server.http.inputs import read_request
@@ -75,6 +77,7 @@ def _result_json(result: ImageResult, decode_s: float) -> dict[str, Any]:
 @bp.post("/v1/ocr")
 def ocr() -> Response:
     started = time.perf_counter()
+    authorize(Action.INFER)  # open unless OCR_INFERENCE_AUTH=1
     ctx = current_context()
     limits = ctx.settings
     blobs, raw_options = read_request(request, limits.max_images_per_request)
