@@ -4,9 +4,7 @@ JWTs against a JWKS file), refusals and their status codes, policy reloading, th
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import json
 import os
 import subprocess
@@ -18,7 +16,6 @@ from typing import Any
 import jwt
 import pytest
 import yaml
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from server.config import Settings
@@ -26,30 +23,9 @@ from server.governance.access import (Authorizer, Decision, IdentityKind, Promot
                                       hash_api_key)
 from server.governance.policy import PolicyError, load_policy
 from server.governance.roles import PERMISSIONS, Action, Role
+from tests.governance_support import (AUDIENCE, EXPECTED, ISSUER, LETTER, Provider, hs256_with_public_key,
+                                     unsigned_token)
 from tests.support.server import ROOT
-
-ISSUER = "https://login.example.com/realms/bank"
-AUDIENCE = "ocr-server"
-
-# Written out by hand, not derived from PERMISSIONS: this is the specification the table must meet.
-# V viewer, S submitter, R releaser, A auditor, C client (admin may do everything).
-EXPECTED = {
-    Action.READ_MODELS: "VSRA",
-    Action.READ_REPORTS: "VSRA",
-    Action.PUBLISH: "S",
-    Action.REQUEST_PROMOTION: "S",
-    Action.ACTIVATE: "R",
-    Action.ROLLBACK: "R",
-    Action.UNPIN: "R",
-    Action.PROMOTE: "R",
-    Action.START_CANARY: "R",
-    Action.ABORT_CANARY: "R",
-    Action.READ_AUDIT: "A",
-    Action.INFER: "C",
-    Action.FEEDBACK: "C",
-}
-LETTER = {Role.VIEWER: "V", Role.SUBMITTER: "S", Role.RELEASER: "R", Role.AUDITOR: "A", Role.CLIENT: "C"}
-
 
 def write_policy(path: Path, data: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(data))
@@ -195,35 +171,6 @@ def test_a_jwks_may_hold_only_public_signing_keys(tmp_path: Path, jwk: dict[str,
 
 # -- JWT -------------------------------------------------------------------------------------------------
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-class Provider:
-    """An OIDC provider's signing keys (RSA and EC) and its JWKS, exported to a file."""
-
-    def __init__(self, directory: Path) -> None:
-        self.rsa = rsa.generate_private_key(65537, 2048)
-        self.ec = ec.generate_private_key(ec.SECP256R1())
-        keys = [json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self.rsa.public_key())) | {"kid": "rsa-1", "use": "sig"},
-                json.loads(jwt.algorithms.ECAlgorithm.to_jwk(self.ec.public_key())) | {"kid": "ec-1"}]
-        self.jwks = directory / "jwks.json"
-        self.jwks.write_text(json.dumps({"keys": keys}))
-        self.rsa_public_pem = self.rsa.public_key().public_bytes(serialization.Encoding.PEM,
-                                                                 serialization.PublicFormat.SubjectPublicKeyInfo)
-
-    def claims(self, **changes: Any) -> dict[str, Any]:
-        now = int(time.time())
-        claims = {"sub": "alice", "iss": ISSUER, "aud": AUDIENCE, "iat": now, "exp": now + 300,
-                  "groups": ["ocr-mlops", "unrelated"]}
-        claims.update(changes)
-        return {k: v for k, v in claims.items() if v is not None}
-
-    def token(self, alg: str = "RS256", kid: str = "rsa-1", **changes: Any) -> str:
-        key = self.rsa if alg.startswith(("RS", "PS")) else self.ec
-        return jwt.encode(self.claims(**changes), key, algorithm=alg, headers={"kid": kid})
-
-
 @pytest.fixture()
 def provider(tmp_path: Path) -> Provider:
     return Provider(tmp_path)
@@ -256,18 +203,6 @@ def test_nested_and_space_separated_role_claims(tmp_path: Path, provider: Provid
     assert decision.allowed and decision.actor == "jwt:bob@x"
 
 
-def _unsigned_token(claims: dict[str, Any]) -> str:
-    return f"{_b64(json.dumps({'alg': 'none', 'typ': 'JWT'}).encode())}.{_b64(json.dumps(claims).encode())}."
-
-
-def _hs256_with_public_key(claims: dict[str, Any], secret: bytes) -> str:
-    """The algorithm-confusion attack: HS256 keyed with the provider's public key (which anyone has)."""
-    signing_input = f"{_b64(json.dumps({'alg': 'HS256', 'typ': 'JWT', 'kid': 'rsa-1'}).encode())}." \
-                    f"{_b64(json.dumps(claims).encode())}"
-    signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{_b64(signature)}"
-
-
 @pytest.mark.parametrize("case", ["expired", "wrong_audience", "wrong_issuer", "alg_none", "hs256_public_key",
                                   "unknown_kid", "other_key", "no_exp", "not_yet_valid", "no_subject", "garbage",
                                   "alg_kty_mismatch"])
@@ -278,8 +213,8 @@ def test_bad_tokens_are_refused(tmp_path: Path, provider: Provider, case: str) -
         "expired": (lambda: provider.token(exp=now - 3600, iat=now - 7200), "expired"),
         "wrong_audience": (lambda: provider.token(aud="another-service"), "audience"),
         "wrong_issuer": (lambda: provider.token(iss="https://evil.example.com"), "issuer"),
-        "alg_none": (lambda: _unsigned_token(provider.claims()), "algorithm 'none' is not allowed"),
-        "hs256_public_key": (lambda: _hs256_with_public_key(provider.claims(), provider.rsa_public_pem),
+        "alg_none": (lambda: unsigned_token(provider.claims()), "algorithm 'none' is not allowed"),
+        "hs256_public_key": (lambda: hs256_with_public_key(provider.claims(), provider.rsa_public_pem),
                              "algorithm 'HS256' is not allowed"),
         "unknown_kid": (lambda: provider.token(kid="rotated-away"), "no key in the JWKS"),
         "other_key": (lambda: jwt.encode(provider.claims(), rsa.generate_private_key(65537, 2048), algorithm="RS256",

@@ -9,7 +9,6 @@ import multiprocessing
 import os
 import re
 import socket
-import socketserver
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ import pytest
 from server.config import ConfigError, Settings
 from server.governance.audit import GENESIS, AuditLog, audit_log_from_settings, read_audit, read_page, verify_chain
 from server.governance.syslog import SD_ID, SyslogTarget, format_message
+from tests.governance_support import Listener
 from tests.support.server import ROOT
 
 WORKERS = 3
@@ -204,50 +204,6 @@ def test_paging_reads_lines_longer_than_a_block(tmp_path: Path) -> None:
 
 _RFC5424 = re.compile(r"^<(\d+)>1 (\S+) (\S+) ocr-server (\d+) (\S+) \[" + re.escape(SD_ID) + r" (.*?)\] \ufeff(.*)$",
                       re.DOTALL)
-
-
-class Listener:
-    """A real syslog receiver on the loopback: UDP datagrams, or TCP with octet-counted frames."""
-
-    def __init__(self, protocol: str) -> None:
-        self.messages: list[str] = []
-        self.received = threading.Condition()
-        owner = self
-
-        class Udp(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                owner.add(self.request[0])
-
-        class Tcp(socketserver.StreamRequestHandler):
-            def handle(self) -> None:
-                while True:
-                    length = b""
-                    while not length.endswith(b" "):
-                        char = self.rfile.read(1)
-                        if not char:
-                            return
-                        length += char
-                    owner.add(self.rfile.read(int(length)))
-
-        server_class = socketserver.ThreadingUDPServer if protocol == "udp" else socketserver.ThreadingTCPServer
-        server_class.daemon_threads = True
-        self.server = server_class(("127.0.0.1", 0), Udp if protocol == "udp" else Tcp)
-        self.target = SyslogTarget(protocol, "127.0.0.1", self.server.server_address[1])
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def add(self, data: bytes) -> None:
-        with self.received:
-            self.messages.append(data.decode("utf-8"))
-            self.received.notify_all()
-
-    def wait_for(self, count: int, timeout_s: float = 30.0) -> list[str]:
-        with self.received:
-            self.received.wait_for(lambda: len(self.messages) >= count, timeout_s)
-            return list(self.messages)
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(params=["udp", "tcp"])

@@ -14,15 +14,13 @@ import shutil
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 import requests
 
-from server.repository.layout import ModelRepository, is_version_name, parse_version
+from server.repository.layout import ModelRepository
 from server.repository.publish import publish
 from tests.support.lifecycle import (
     ADMIN_TOKEN,
@@ -33,98 +31,14 @@ from tests.support.lifecycle import (
     expected_text,
     load_image,
     make_source,
-    wait_converged,
     wait_for,
     write_golden_set,
 )
 from tests.support.load import LoadGenerator
-from tests.support.server import RunningServer, gunicorn_server
+from tests.support.server import gunicorn_server
+from tests.support.swaplab import CONVERGE_BOUND_S, SwapLab as Lab, audit_time
 
-# Every worker must serve a newly preferred version within this many seconds. Generous: two workers
-# load one after the other (one load at a time per machine) while 8 clients keep both cores busy.
-CONVERGE_BOUND_S = 240.0
 SETTLE_S = 3.0
-
-
-def _iso(unix_time: float) -> str:
-    """The audit log's time format, for comparisons."""
-    return datetime.fromtimestamp(unix_time, timezone.utc).isoformat(timespec="milliseconds")
-
-
-@dataclass
-class Lab:
-    server: RunningServer
-    admin: Admin
-    load: LoadGenerator
-    expected: dict[str, str]
-    repo_root: Path
-    state_dir: Path
-    work: Path
-    base: Path  # the default version's directory, source of every variant
-    convergence_s: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def pipeline(self) -> Path:
-        return self.repo_root / "ppocr"
-
-    @property
-    def audit_log(self) -> Path:
-        return self.state_dir / "audit.log"
-
-    def publish(self, *variants: tuple[str, int]) -> None:
-        """Publish (version, k) variants; several appear together (staged, then renamed into place at once)."""
-        staged = []
-        for version, k in variants:
-            self.expected[version] = expected_text(k)
-            staged.append((self.stage(version, k), version))
-        for path, version in staged:
-            os.rename(path, self.pipeline / version)
-
-    def stage(self, version: str, k: int = 0, rotate_all: bool = False, swap: str = "") -> Path:
-        """A published copy of variant `k` in a side repository on the same filesystem, to be damaged and
-        then renamed into the served repository in one step."""
-        source = make_source(self.base, self.work / f"src-{version}", k, rotate_all, swap)
-        return publish(source, ModelRepository(self.work / "staged"), version, created_by="tests")
-
-    def converge(self, version: str) -> float:
-        seconds = wait_converged(self.admin, self.server.worker_pids(), version, CONVERGE_BOUND_S)
-        self.convergence_s[version] = round(seconds, 1)
-        self.assert_served_now(version)
-        return seconds
-
-    def assert_served_now(self, version: str, requests: int = 8) -> None:
-        """Requests sent from now on are answered by `version` (every worker has switched)."""
-        start = time.monotonic()
-        wait_for(lambda: len(self.load.between(start, time.monotonic())) >= requests, 120,
-                 f"{requests} requests after the switch to {version}")
-        served = {o.version for o in self.load.between(start, time.monotonic())}
-        assert served == {version}, f"after converging on {version}, requests were served by {served}"
-
-    def next_major(self) -> int:
-        """A major version above every version on disk: what a test publishes under it is the highest
-        (so it is tried and, if good, served), whatever the tests before it left behind."""
-        return 1 + max(parse_version(p.name).major for p in self.pipeline.iterdir() if is_version_name(p.name))
-
-    def current(self) -> str:
-        serving = {w["serving"] for w in self.admin.models()["workers"]}
-        assert len(serving) == 1, f"workers disagree: {serving}"
-        return serving.pop()
-
-    def hold(self, version: str, seconds: float) -> None:
-        """For `seconds`, every worker keeps serving `version` and loads nothing."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            workers = self.admin.models()["workers"]
-            assert all(w["serving"] == version and w["loading"] is None for w in workers), workers
-            time.sleep(0.5)
-
-    def wait_verdict(self, version: str, timeout: float = 120) -> dict:
-        """Wait until a worker's lifecycle pass has decided on `version` (the API then shows its verdict)."""
-        return wait_for(lambda: (v := self.admin.version(version)) and v["verdict"] and v["state"] != "loading"
-                        and v, timeout, f"a verdict on {version}")
-
-    def events(self, action: str, version: str) -> list[dict]:
-        return [e for e in audit_lines(self.audit_log) if e["action"] == action and e["version"] == version]
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +112,7 @@ def test_versions_published_pinned_rolled_back_and_unpinned_under_load(lab: Lab)
 
     # Every admin action is in the audit log with who did it; every worker logged each of its swaps.
     admin_events = [(e["action"], e["version"]) for e in audit_lines(lab.audit_log)[earlier:]
-                    if e["actor"].startswith("api:")]
+                    if e["actor"] == "admin-token"]
     assert admin_events == [("pin", f"{m}.2.0"), ("unpin", f"{m}.2.0"), ("rollback", f"{m}.6.0"), ("unpin", f"{m}.6.0")]
     for version in (f"{m}.1.0", f"{m}.4.0", f"{m}.2.0", f"{m}.7.0", f"{m}.6.0", f"{m}.10.0"):
         assert sorted(e["worker"] for e in lab.events("swap", version)) == [0, 1], version
@@ -313,7 +227,7 @@ def test_watched_directory_briefly_unavailable(lab: Lab) -> None:
     assert window.versions() == {current}
     # While the repository was gone (and just after), no worker judged, loaded or swapped anything: a
     # missing mount is not a verdict on the versions in it.
-    during = [e for e in audit_lines(lab.audit_log) if _iso(gone) <= e["time"] <= _iso(back + 2)]
+    during = [e for e in audit_lines(lab.audit_log) if audit_time(gone) <= e["time"] <= audit_time(back + 2)]
     assert not [e for e in during if e["action"] in ("reject", "approve", "load", "swap")], during
     results = {e["result"] for e in during if e["action"] == "repository"}
     assert "unavailable" in results, during
@@ -396,7 +310,7 @@ def test_restart_keeps_the_pin_and_the_rejections(lab: Lab) -> None:
     wait_for(lambda: not old_pids & set(lab.server.worker_pids()) and len(lab.server.worker_pids()) == 2, 120,
              "Gunicorn to replace its workers")
     lab.converge(pinned)  # from their first load: no detour through the highest version
-    events = [e for e in audit_lines(lab.audit_log) if e["time"] >= _iso(restarted)]
+    events = [e for e in audit_lines(lab.audit_log) if e["time"] >= audit_time(restarted)]
     assert {(e["action"], e["version"]) for e in events if e["action"] in ("load", "swap")} == {
         ("load", pinned), ("swap", pinned)}  # rejected versions were not tried again
     assert not [e for e in events if e["action"] in ("reject", "approve")]  # nothing judged twice

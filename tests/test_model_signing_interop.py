@@ -16,18 +16,12 @@ from pathlib import Path
 import pytest
 
 from server.repository.manifest import SIGNATURE_NAME
-from tests.governance_support import KeyPair, new_key, trust_entry
+from tests.governance_support import KeyPair, new_key, require_model_signing_cli, their_sign, their_verify, trust_entry
 from tests.support.server import DEFAULT_VERSION, ROOT, copy_version
-
-MODEL_SIGNING = ROOT / ".venv-modelsigning" / "bin" / "model_signing"
-
 
 @pytest.fixture(scope="module", autouse=True)
 def model_signing_cli() -> None:
-    if not MODEL_SIGNING.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{MODEL_SIGNING} is missing: CI must run `make interop-setup` (make test does)")
-        pytest.skip(f"{MODEL_SIGNING} is missing: run `make interop-setup`")
+    require_model_signing_cli()
 
 
 @pytest.fixture()
@@ -39,18 +33,9 @@ def setup(tmp_path: Path, default_version_dir: Path) -> tuple[Path, KeyPair, dic
     return version, key, env
 
 
-def theirs(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(MODEL_SIGNING), *args], capture_output=True, text=True, timeout=300)
-
-
 def ours(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "server.cli", *args], env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=300)
-
-
-def their_verify(version: Path, key: KeyPair) -> subprocess.CompletedProcess[str]:
-    return theirs("verify", "key", str(version), "--signature", str(version / SIGNATURE_NAME),
-                  "--public_key", str(key.public_path))
 
 
 def test_model_signing_accepts_our_signature(setup: tuple[Path, KeyPair, dict[str, str]]) -> None:
@@ -71,8 +56,7 @@ def test_model_signing_accepts_our_signature(setup: tuple[Path, KeyPair, dict[st
 
 def test_we_accept_a_model_signing_signature(setup: tuple[Path, KeyPair, dict[str, str]]) -> None:
     version, key, env = setup
-    signed = theirs("sign", "key", str(version), "--signature", str(version / SIGNATURE_NAME),
-                    "--private_key", str(key.private_path))
+    signed = their_sign(version, key)
     assert signed.returncode == 0, signed.stdout + signed.stderr
     verified = ours(env, "models", "verify", str(version))
     status = json.loads(verified.stdout)

@@ -312,6 +312,35 @@ def test_cli_sign_verify_and_publish_with_a_key(tmp_path: Path, keys: dict[str, 
                       ("publish", "1.2.0", "failed", None)]
 
 
+def test_with_signatures_required_publish_refuses_what_the_server_would_refuse(
+        tmp_path: Path, keys: dict[str, KeyPair], trust_file: Path) -> None:
+    env = {"OCR_MODEL_REPO": str(tmp_path / "models"), "OCR_STATE_DIR": str(tmp_path / "state"),
+           "OCR_TRUSTED_KEYS": str(trust_file), "OCR_REQUIRE_SIGNATURE": "1"}
+    unsigned = _cli(["models", "publish", str(make_src(tmp_path / "src1")), "--version", "1.0.0"], env)
+    assert unsigned.returncode == 1 and "OCR_REQUIRE_SIGNATURE is on" in unsigned.stderr and "unsigned" in unsigned.stderr
+    untrusted = _cli(["models", "publish", str(make_src(tmp_path / "src2")), "--version", "1.1.0",
+                      "--sign-key", str(keys["other"].private_path)], env)
+    assert untrusted.returncode == 1 and "untrusted_key" in untrusted.stderr
+    wrong_pipeline = _cli(["models", "publish", str(make_src(tmp_path / "src3")), "--version", "1.2.0",
+                           "--sign-key", str(keys["invoices"].private_path)], env)
+    assert wrong_pipeline.returncode == 1 and "wrong_pipeline" in wrong_pipeline.stderr
+    assert not (tmp_path / "models" / "ppocr").exists() or not [
+        p for p in (tmp_path / "models" / "ppocr").iterdir() if not p.name.startswith(".")]  # nothing appeared
+    trusted = _cli(["models", "publish", str(make_src(tmp_path / "src4")), "--version", "1.3.0",
+                    "--sign-key", str(keys["release"].private_path)], env)
+    assert trusted.returncode == 0, trusted.stderr
+    results = [(e["version"], e["result"]) for e in read_audit(tmp_path / "state" / "audit.log")]
+    assert results == [("1.0.0", "failed"), ("1.1.0", "failed"), ("1.2.0", "failed"), ("1.3.0", "ok")]
+
+
+def test_serve_refuses_to_start_with_a_broken_policy_or_trust_store(tmp_path: Path) -> None:
+    (tmp_path / "policy.yaml").write_text("anonymus: [viewer]\n")
+    broken_policy = _cli(["serve", "--model-repo", str(tmp_path)], {"OCR_AUTH_CONFIG": str(tmp_path / "policy.yaml")})
+    assert broken_policy.returncode == 2 and "unknown fields ['anonymus']" in broken_policy.stderr
+    missing_keys = _cli(["serve"], {"OCR_TRUSTED_KEYS": str(tmp_path / "no-such-keys")})
+    assert missing_keys.returncode == 2 and "no such file or directory" in missing_keys.stderr
+
+
 def test_an_encrypted_signing_key_needs_its_password(tmp_path: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     path = tmp_path / "enc.key"

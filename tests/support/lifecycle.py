@@ -117,10 +117,13 @@ class Admin:
         self.url = url
         self.headers = {"Authorization": f"Bearer {token}"}
 
-    def models(self) -> dict[str, Any]:
-        response = requests.get(f"{self.url}/v1/models", timeout=120)
+    def get(self, path: str) -> Any:
+        response = requests.get(f"{self.url}{path}", headers=self.headers, timeout=120)
         assert response.status_code == 200, response.text
         return response.json()
+
+    def models(self) -> dict[str, Any]:
+        return self.get("/v1/models")
 
     def version(self, name: str) -> dict[str, Any] | None:
         return next((v for v in self.models()["versions"] if v["version"] == name), None)
