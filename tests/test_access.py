@@ -1,6 +1,6 @@
 """Role-based access at the policy level: the (action, role) table, identities (admin token, API keys,
 JWTs against a JWKS file), refusals and their status codes, policy reloading, the four-eyes rule.
-(The HTTP-level table test, over every admin endpoint of a real server, comes with the wiring.)"""
+(The same table over HTTP, for every API call of a real server: tests/test_access_server.py.)"""
 
 from __future__ import annotations
 

@@ -15,7 +15,9 @@ the event's details; last `prev` and `hash`. Actions:
     retire    a worker freed a replaced version after its last request finished
     missing   the version a worker serves disappeared from disk (it keeps serving it from memory)
     repository  the repository became unreadable (result unavailable) or readable again
-    pin, unpin, rollback   admin API calls (result ok, or refused/denied with the reason)
+    recheck   the version a worker serves failed its periodic re-check (result: tampered, revoked_key, ...)
+    pin, unpin, rollback, request_promotion   admin API calls (result ok, or refused/denied with the reason)
+    models.read, audit.read, ocr.infer, ocr.feedback   a read or OCR call refused by the access policy
 
 **The chain.** `hash` is the sha256 of the line as written with `hash` set to 64 zeros; `prev` is the
 previous line's `hash` (64 zeros for the first line; the sha256 of the previous line's bytes when
