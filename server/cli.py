@@ -172,6 +172,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     audit = audit_log_from_settings(settings)
     actor = f"cli:{default_publisher()}"
     signed: list[str] = []
+    key: EllipticCurvePrivateKey | None = None
 
     def finalize(staging: Path) -> None:
         """Sign the finished copy; when signatures are required, refuse what the server would refuse."""

@@ -87,9 +87,11 @@ class Decision:
         return self.identity.actor if self.identity else ANONYMOUS
 
     def audit_fields(self) -> dict[str, Any]:
-        """`AuditLog.append` keyword arguments that record this decision."""
-        return {"actor": self.actor, "roles": self.roles, "result": "ok" if self.allowed else "denied",
-                "reason": self.reason, "policy_digest": self.policy_digest or None}
+        """`AuditLog.append` keyword arguments that record this decision (a call refused because no
+        credentials are configured at all is `refused`, as before roles existed; others `denied`)."""
+        result = "ok" if self.allowed else "refused" if self.code == "admin_disabled" else "denied"
+        return {"actor": self.actor, "roles": self.roles, "result": result, "reason": self.reason,
+                "policy_digest": self.policy_digest or None}
 
 
 def hash_api_key(key: str) -> str:

@@ -26,16 +26,13 @@ from server.http.context import current_context
 from server.http.errors import ApiError
 
 
-def _caller(decision: Decision) -> dict[str, Any]:
-    fields = {"actor": decision.actor, "roles": decision.roles, "address": request.remote_addr,
-              "request_id": g.get("request_id"), "policy_digest": decision.policy_digest or None}
-    return {name: value for name, value in fields.items() if value is not None}
+def _request_fields() -> dict[str, Any]:
+    return {"address": request.remote_addr, "request_id": g.get("request_id")}
 
 
 def _refuse(decision: Decision, event: str, version: str | None) -> NoReturn:
-    result = "refused" if decision.code == "admin_disabled" else "denied"
-    current_context().audit.append(event, version=version, result=result, reason=decision.reason,
-                                   permission=decision.action.value, code=decision.code, **_caller(decision))
+    current_context().audit.append(event, version=version, permission=decision.action.value, code=decision.code,
+                                   **_request_fields(), **decision.audit_fields())
     error = ApiError(decision.status, decision.code, decision.reason)
     if decision.www_authenticate:
         error.headers["WWW-Authenticate"] = decision.www_authenticate
@@ -53,4 +50,6 @@ def authorize(permission: Action, event: str | None = None, version: str | None 
         decision = ctx.authorizer.check_four_eyes(decision, ctx.lifecycle.promotion_requests(), version)
     if not decision.allowed:
         _refuse(decision, event or permission.value, version)
-    return _caller(decision)
+    fields = {**decision.audit_fields(), **_request_fields()}
+    del fields["result"], fields["reason"]  # the command records its own outcome
+    return {name: value for name, value in fields.items() if value is not None}

@@ -41,6 +41,3 @@ class PromotionStore:
         with locked(self.path.with_name(f".{self.path.name}.lock")):
             kept = [asdict(r) for r in self.all()][-(MAX_REQUESTS - 1):]
             write_json_atomic(self.path, [*kept, asdict(request)])
-
-    def latest(self, version: str) -> PromotionRequest | None:
-        return next((r for r in reversed(self.all()) if r.version == version), None)

@@ -101,7 +101,7 @@ class RunningServer:
             try:
                 if requests.get(f"{self.url}/healthz", timeout=5).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or a busy machine
                 pass
             time.sleep(0.3)
         raise TimeoutError(f"server not answering after {timeout}s:\n{self.log()[-4000:]}")
