@@ -120,45 +120,45 @@ def test_versions_published_pinned_rolled_back_and_unpinned_under_load(lab: Lab)
 
 
 def test_symlink_pointing_outside_the_repository_is_rejected(lab: Lab) -> None:
-    current = lab.current()
+    current, version = lab.current(), f"{lab.next_major()}.0.0"
     outside = publish(make_source(lab.base, lab.work / "src-outside", 15), ModelRepository(lab.work / "elsewhere"),
-                      "2.1.0", created_by="tests")
+                      version, created_by="tests")
     with lab.load.window() as window:
-        (lab.pipeline / "2.1.0").symlink_to(outside, target_is_directory=True)
-        verdict = lab.wait_verdict("2.1.0")
+        (lab.pipeline / version).symlink_to(outside, target_is_directory=True)
+        verdict = lab.wait_verdict(version)
         lab.hold(current, seconds=2)
     window.assert_clean()
     assert window.versions() == {current}
     assert verdict["state"] == "rejected" and "outside the model repository" in verdict["reason"]
-    assert [e["result"] for e in lab.events("reject", "2.1.0")] == ["outside_repository"]
-    assert not lab.events("load", "2.1.0")  # never opened
+    assert [e["result"] for e in lab.events("reject", version)] == ["outside_repository"]
+    assert not lab.events("load", version)  # never opened
 
 
 def test_checksum_mismatch_is_rejected(lab: Lab) -> None:
-    current = lab.current()
-    staged = lab.stage("2.2.0")
+    current, version = lab.current(), f"{lab.next_major()}.0.0"
+    staged = lab.stage(version)
     params = staged / "det" / "inference.pdiparams"
     data = bytearray(params.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte after the manifest was written
     params.write_bytes(bytes(data))
     with lab.load.window() as window:
-        os.rename(staged, lab.pipeline / "2.2.0")
-        verdict = lab.wait_verdict("2.2.0")
+        os.rename(staged, lab.pipeline / version)
+        verdict = lab.wait_verdict(version)
         lab.hold(current, seconds=1)
     window.assert_clean()
     assert window.versions() == {current}
     assert verdict["state"] == "rejected"
     assert "det/inference.pdiparams: sha256 mismatch" in verdict["reason"]
-    assert [e["result"] for e in lab.events("reject", "2.2.0")] == ["verify_failed"]
+    assert [e["result"] for e in lab.events("reject", version)] == ["verify_failed"]
 
 
 def test_missing_dictionary_is_rejected(lab: Lab) -> None:
-    current = lab.current()
-    staged = lab.stage("2.3.0")
+    current, version = lab.current(), f"{lab.next_major()}.0.0"
+    staged = lab.stage(version)
     (staged / "rec" / "ppocr_keys_v1.txt").unlink()
     with lab.load.window() as window:
-        os.rename(staged, lab.pipeline / "2.3.0")
-        verdict = lab.wait_verdict("2.3.0")
+        os.rename(staged, lab.pipeline / version)
+        verdict = lab.wait_verdict(version)
         lab.hold(current, seconds=1)
     window.assert_clean()
     assert verdict["state"] == "rejected" and "rec/ppocr_keys_v1.txt: missing" in verdict["reason"]
@@ -218,10 +218,11 @@ def test_watched_directory_briefly_unavailable(lab: Lab) -> None:
         wait_for(lambda: lab.admin.models()["watcher"]["rearmed"] > rearmed_before, 30, "the watcher to re-arm")
         lab.hold(current, seconds=2)
         # Detection goes on: a new (broken) version is noticed and judged by a worker's lifecycle pass.
-        staged = lab.stage("2.6.0")
+        version = f"{lab.next_major()}.0.0"
+        staged = lab.stage(version)
         (staged / "rec" / "ppocr_keys_v1.txt").unlink()
-        os.rename(staged, lab.pipeline / "2.6.0")
-        assert lab.wait_verdict("2.6.0")["state"] == "rejected"
+        os.rename(staged, lab.pipeline / version)
+        assert lab.wait_verdict(version)["state"] == "rejected"
         lab.hold(current, seconds=1)
     window.assert_clean()
     assert window.versions() == {current}

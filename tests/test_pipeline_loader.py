@@ -119,10 +119,12 @@ def test_the_signature_is_checked_first_and_refused_as_the_policy_says(tmp_path:
         assert failure.value.code in {"crashed", "load_error"} and failure.value.signature is None
 
 
-def test_the_recheck_finds_a_change_the_fingerprint_cannot_see_and_a_revocation(tmp_path: Path) -> None:
-    repo, loader, key = _signed_loader(tmp_path, require=True)
+@pytest.mark.parametrize("signed", [True, False])
+def test_the_recheck_finds_a_change_the_fingerprint_cannot_see(tmp_path: Path, signed: bool) -> None:
+    repo, loader, key = _signed_loader(tmp_path, require=signed)
     version = published(tmp_path, "1.0.0", repo)
-    kid = sign_directory(version, key.private_key).key_id
+    if signed:
+        sign_directory(version, key.private_key)
     model = LoadedModel("ppocr", "1.0.0", version, read_manifest(version), pipeline=None)  # type: ignore[arg-type]
     assert loader.recheck(model) is None
 
@@ -131,10 +133,19 @@ def test_the_recheck_finds_a_change_the_fingerprint_cannot_see_and_a_revocation(
     assert fingerprint(version)[0] == before  # the scan cannot tell
     failure = loader.recheck(model)
     assert failure is not None and (failure.code, failure.withdraws) == ("tampered", True)
-    assert "rec/inference.pdiparams: sha256 mismatch" in failure.reason
+    assert failure.signature is not None and failure.signature["version_digest"] == hashlib.sha256(
+        (version / "manifest.json").read_bytes()).hexdigest()
+    if signed:  # the signature names the file
+        assert "rec/inference.pdiparams changed after signing" in failure.reason
+    else:  # the checksums the version was approved with do
+        assert "rec/inference.pdiparams: sha256 mismatch" in failure.reason
+
+
+def test_the_recheck_applies_a_revocation_made_while_serving(tmp_path: Path) -> None:
+    repo, loader, key = _signed_loader(tmp_path, require=False)  # revoked is refused even when not required
 
     other = published(tmp_path, "2.0.0", repo)
-    sign_directory(other, key.private_key)
+    kid = sign_directory(other, key.private_key).key_id
     model = LoadedModel("ppocr", "2.0.0", other, read_manifest(other), pipeline=None)  # type: ignore[arg-type]
     assert loader.recheck(model) is None
     (tmp_path / "revoked.yaml").write_text(f"keys: [{kid}]\n")  # the key leaked: revoked while serving

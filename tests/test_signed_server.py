@@ -198,9 +198,10 @@ def test_a_serving_version_changed_on_disk_is_caught_by_the_recheck(lab: SignedL
         lab.converge(fallback)
     window.assert_clean()
     assert window.versions() <= {version, fallback}
-    assert "rec/inference.pdiparams: sha256 mismatch" in rejected["verdict"]["reason"]
+    assert "rec/inference.pdiparams changed after signing" in rejected["verdict"]["reason"]
     assert lab.admin.version(version)["state"] == "rejected"  # type: ignore[index]
-    assert [e["result"] for e in lab.events("reject", version)] == ["tampered"]
+    rejections = lab.events("reject", version)
+    assert [e["result"] for e in rejections] == ["tampered"] and rejections[0]["version_digest"]
     assert {e["result"] for e in lab.events("recheck", version)} == {"tampered"}
     after = scrape(f"{lab.server.url}/metrics").total("ocr_model_recheck_failures_total", result="tampered")
     assert after > failures_before

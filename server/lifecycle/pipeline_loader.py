@@ -206,14 +206,14 @@ class PipelineLoader:
         return Loaded(model, result.to_json(), networks, signature)
 
     def recheck(self, model: LoadedModel) -> LoadFailure | None:
-        problems = verify_files(model.path, model.manifest)
-        if problems:
-            return LoadFailure("tampered", "changed on disk since it was approved: " + "; ".join(problems[:5]),
-                               withdraws=True)
         try:
-            verified_signature(self.signatures, model.path, self.repo.pipeline, self.require_signature)
+            status = verified_signature(self.signatures, model.path, self.repo.pipeline, self.require_signature)
         except LoadFailure as failure:
             return failure
+        problems = verify_files(model.path, model.manifest)  # an unsigned version: its approved checksums
+        if problems:
+            return LoadFailure("tampered", "changed on disk since it was approved: " + "; ".join(problems[:5]),
+                               withdraws=True, signature=status.to_json())
         return None
 
     def _networks_known(self, digest: str) -> bool:

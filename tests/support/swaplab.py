@@ -42,6 +42,7 @@ class SwapLab:
     work: Path
     base: Path  # the default version's directory, source of every variant
     convergence_s: dict[str, float] = field(default_factory=dict)
+    staged_versions: set[str] = field(default_factory=set)  # every version this lab has staged
 
     @property
     def pipeline(self) -> Path:
@@ -63,6 +64,7 @@ class SwapLab:
     def stage(self, version: str, k: int = 0, rotate_all: bool = False, swap: str = "") -> Path:
         """A published copy of variant `k` in a side repository on the same filesystem, to be damaged and
         then renamed into the served repository in one step."""
+        self.staged_versions.add(version)
         source = make_source(self.base, self.work / f"src-{version}", k, rotate_all, swap)
         return publish(source, ModelRepository(self.work / "staged"), version, created_by="tests")
 
@@ -81,9 +83,11 @@ class SwapLab:
         assert served == {version}, f"after converging on {version}, requests were served by {served}"
 
     def next_major(self) -> int:
-        """A major version above every version on disk: what a test publishes under it is the highest
-        (so it is tried and, if good, served), whatever the tests before it left behind."""
-        return 1 + max(parse_version(p.name).major for p in self.pipeline.iterdir() if is_version_name(p.name))
+        """A major version above every version on disk and every one staged before (a test may have
+        deleted its version since): what a test publishes under it is new and the highest (so it is
+        tried and, if good, served), whatever the tests before it left behind."""
+        names = {p.name for p in self.pipeline.iterdir() if is_version_name(p.name)} | self.staged_versions
+        return 1 + max(parse_version(name).major for name in names)
 
     def current(self) -> str:
         serving = {w["serving"] for w in self.admin.models()["workers"]}
