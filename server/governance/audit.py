@@ -6,7 +6,9 @@ file), `actor` (who: `worker-N`, `api:<address>`, `cli:<user@host>`, `key:<name>
 (the client address), `version_digest` (sha256 of the version's manifest.json), `request_id`; then
 the event's details; last `prev` and `hash`. Actions:
 
-    publish   a version was published with `ocr-server models publish`
+    publish   a version was published with `ocr-server models publish`, or copied from the MLflow
+              registry by the sync (actor `system:mlflow`; details: mlflow_version, registry)
+    push      a version was registered in the MLflow registry with `ocr-server models push`
     sign      a version was signed with `ocr-server models sign` (details: key_id)
     reject    a version was rejected (recorded once per version and fingerprint, machine-wide)
     approve   a version passed verification, warm-up and the quality gate (once, machine-wide)
@@ -15,7 +17,8 @@ the event's details; last `prev` and `hash`. Actions:
     retire    a worker freed a replaced version after its last request finished
     missing   the version a worker serves disappeared from disk (it keeps serving it from memory)
     repository  the repository became unreadable (result unavailable) or readable again
-    pin, unpin, rollback   admin API calls (result ok, or refused/denied with the reason)
+    pin, unpin, rollback   admin API calls (result ok, or refused/denied with the reason); pin and
+              unpin also by the registry sync following `@champion` (actor `system:mlflow`)
 
 **The chain.** `hash` is the sha256 of the line as written with `hash` set to 64 zeros; `prev` is the
 previous line's `hash` (64 zeros for the first line; the sha256 of the previous line's bytes when
