@@ -38,7 +38,8 @@ from tests.support.mlflow import MlflowServer
 from tests.support.server import ROOT, free_port
 
 CARD = {"trained_by": "ml-team@example.com",
-        "training_data": {"id": "receipts-2026-03", "sha256": "bd11687ddc3331b855b76450a55186b8b64f7c1617ab3220613e06aeb2b56155"},
+        "training_data": {"id": "receipts-2026-03",
+                          "sha256": "bd11687ddc3331b855b76450a55186b8b64f7c1617ab3220613e06aeb2b56155"},
         "evaluation": {"dataset": "sroie-dev", "metrics": {"cer": 0.066, "line.recall": 0.78}},
         "training_framework": {"name": "PaddleOCR", "version": "3.3.0"},
         "parent_version": "1.0.0-ppocrv4", "code_commit": "3f2c9ab", "notes": "fine-tuned on the March receipts"}
@@ -156,13 +157,15 @@ def test_push_registers_the_files_and_the_card_and_is_idempotent(lab: Lab) -> No
     other = ModelRepository(lab.tmp / "other")  # same name, other files: refused
     publish(make_src(lab.tmp / "src-other"), other, "2.0.0-tuned")
     refused = subprocess.run([sys.executable, "-m", "server.cli", "models", "push", "2.0.0-tuned"], cwd=ROOT,
-                             env={**env, "OCR_MODEL_REPO": str(other.root)}, capture_output=True, text=True, timeout=300)
+                             env={**env, "OCR_MODEL_REPO": str(other.root)}, capture_output=True, text=True,
+                             timeout=300)
     assert refused.returncode == 1 and "versions are immutable" in refused.stderr, refused.stderr
 
     events = [e for e in read_audit(lab.tmp / "dev-state" / "audit.log") if e["action"] == "push"]
     assert [(e["result"], e["reason"][:22]) for e in events] == [
         ("ok", ""), ("ok", "already in the registr"), ("failed", "the registry already h")]
-    assert events[0]["mlflow_version"] == answer["mlflow_version"] and events[0]["version_digest"] == answer["version_digest"]
+    assert (events[0]["mlflow_version"], events[0]["version_digest"]) == (answer["mlflow_version"],
+                                                                         answer["version_digest"])
 
 
 def test_new_versions_are_copied_as_they_were_pushed_and_verify(lab: Lab) -> None:
@@ -181,8 +184,16 @@ def test_new_versions_are_copied_as_they_were_pushed_and_verify(lab: Lab) -> Non
     # a model version that is not one of ours (no ocr.version tag) is left alone
     foreign = lab.server.client().create_model_version(lab.model, source=f"runs:/{first.run_id}/model",
                                                        run_id=first.run_id)
+    # a later model version claiming a name the registry already holds is a conflict: the first one counts
+    impostor = lab.server.client().create_model_version(
+        lab.model, source=f"runs:/{second.run_id}/model", run_id=second.run_id,
+        tags={"ocr.version": "1.0.0", "ocr.pipeline": "ppocr", TAG_DIGEST: second.tags[TAG_DIGEST]})
     assert lab.sync()
     assert lab.pod.version_names() == ["1.0.0", "1.1.0"]
+    assert _tree(lab.pod.version_dir("1.0.0")) == _tree(lab.dev.version_dir("1.0.0"))
+    assert lab.record(impostor.version) == {"mlflow_version": impostor.version, "version": "1.0.0",
+                                            "state": "conflict", "reason": f"1.0.0 is already MLflow version "
+                                            f"{first.number}", "signed": None}
     assert lab.record(second.number)["signed"] is False
     assert lab.record(foreign.version)["state"] == "skipped" and "ocr.version" in lab.record(foreign.version)["reason"]
     assert not [p for p in lab.pod.pipeline_dir.iterdir() if p.name.startswith(".staging")]

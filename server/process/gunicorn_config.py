@@ -69,6 +69,7 @@ def on_starting(server: Any) -> None:
     if _settings.model_source == "mlflow":
         server.log.info("models come from the MLflow registry %s (%s); nothing is installed at start",
                         redact(_settings.mlflow_tracking_uri), _settings.mlflow_model)
+        repo.pipeline_dir.mkdir(parents=True, exist_ok=True)  # empty until the first sync: not "missing"
     elif _settings.effective_install_default and not repo.version_names():
         server.log.info("model repository %s is empty: installing the default version", repo.pipeline_dir)
         install_default(repo)

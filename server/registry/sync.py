@@ -4,18 +4,19 @@ One pass (`Syncer.sync_once`):
 
 1. list the registered model's versions and aliases (one failure here fails the pass, and nothing
    local changes: the workers keep serving what they serve);
-2. copy each READY version tagged with one of our version names (`server.registry.tags`) that is not
-   on disk yet into the repository through the publishing protocol (`publish_exact`: a dot-named
-   staging directory, every checksum, the manifest's digest against the `ocr.version_digest` tag, one
-   atomic rename), manifest and model.sig byte for byte, so a synced version verifies - checksums and
-   signature - exactly as the one that was pushed. The workers then see it as they see any published
-   version, and judge it (signature, probe, gate) themselves. A download that fails is retried with
-   backoff; a version already on disk under the same name with another digest is a conflict, never
-   overwritten (versions are immutable);
-3. `@champion` is the pin: once its version is on disk, `pin.json` names it (actor `system:mlflow`,
-   audited) and every worker moves to it. The registry wins: a pin set by hand on this machine is
-   replaced at the next pass while the alias names another version. When the alias is removed, a pin
-   the sync wrote is removed too (back to "highest approved version wins"); a hand-set pin then stays;
+2. copy each READY version tagged with one of our version names (`server.registry.tags`; the first
+   registered, when several claim one name) that is not on disk yet into the repository through the
+   publishing protocol (`publish_exact`: a dot-named staging directory, every checksum, the
+   manifest's digest against the `ocr.version_digest` tag, one atomic rename), manifest and model.sig
+   byte for byte, so a synced version verifies - checksums and signature - exactly as the one that
+   was pushed. The workers then see it as they see any published version, and judge it (signature,
+   probe, gate) themselves. A download that fails is retried with backoff; a version already on disk
+   under the same name with another digest is a conflict, never overwritten (versions are immutable);
+3. `@champion` is the pin: its version is copied first, and once it is on disk `pin.json` names it
+   (actor `system:mlflow`, audited) and every worker moves to it. The registry wins: a pin set by
+   hand on this machine is replaced at the next pass while the alias names another version. When the
+   alias is removed, a pin the sync wrote is removed too (back to "highest approved version wins");
+   a hand-set pin then stays;
 4. `@challenger` is offered to the delivery hook (`server.registry.candidates`);
 5. the status file (`server.registry.status`) and the metrics say what happened.
 
@@ -91,11 +92,23 @@ class Syncer:
         except RegistryError as exc:
             self._failed(str(exc))
             return False
-        claimed: dict[str, str] = {}  # our name -> the MLflow number that holds it
-        records = {v.number: self._sync_version(v, claimed) for v in listed}
-        self.status.versions = list(records.values())
+        # Our name -> the MLflow version that holds it: the first registered, when several claim one.
+        owners: dict[str, str] = {}
+        for version in listed:
+            if version.name and version.status == READY:
+                owners.setdefault(version.name, version.number)
+        # The champion first, and pinned as soon as it is on disk: a worker that sees the other new
+        # versions then never starts on the highest of them instead.
+        champion = aliases.get(CHAMPION)
+        records: dict[str, VersionRecord] = {}
+        for version in sorted(listed, key=lambda v: (v.number != champion, int(v.number))):
+            records[version.number] = self._sync_version(version, owners)
+            if version.number == champion:
+                self.status.champion = self._follow_champion(champion, records)
+        if champion not in records:
+            self.status.champion = self._follow_champion(champion, records)
+        self.status.versions = [records[v.number] for v in listed]
         self.status.aliases = aliases
-        self.status.champion = self._follow_champion(aliases.get(CHAMPION), records)
         self.status.challenger = self._offer_challenger(aliases.get(CHALLENGER), records)
         if self.status.consecutive_failures:
             log.info("registry %s reachable again after %d failed passes", self.status.tracking_uri,
@@ -115,7 +128,7 @@ class Syncer:
         log.warning("registry %s: %s (pass %d in a row to fail; serving goes on with what is on disk)",
                     self.status.tracking_uri, error, self.status.consecutive_failures)
 
-    def _sync_version(self, version: RegistryVersion, claimed: dict[str, str]) -> VersionRecord:
+    def _sync_version(self, version: RegistryVersion, owners: dict[str, str]) -> VersionRecord:
         name = version.name
         record = VersionRecord(version.number, name, "skipped")
         if name is None or not is_version_name(name):
@@ -128,10 +141,9 @@ class Syncer:
         if version.status != READY:
             record.state, record.reason = "registering", f"MLflow status {version.status}"
             return record
-        if name in claimed:
-            record.state, record.reason = "conflict", f"{name} is already MLflow version {claimed[name]}"
+        if owners.get(name) != version.number:
+            record.state, record.reason = "conflict", f"{name} is already MLflow version {owners.get(name)}"
             return record
-        claimed[name] = version.number
         expected = version.tags.get(TAG_DIGEST)
         if not expected:
             record.reason = "no ocr.version_digest tag: its copy could not be checked"
