@@ -122,6 +122,12 @@ def test_the_card_travels_as_tags_and_back() -> None:
 def test_a_tracking_uri_password_never_reaches_logs() -> None:
     assert redact("https://ops:s3cret@mlflow.example.com:5000/") == "https://ops:***@mlflow.example.com:5000/"
     assert redact("http://mlflow.ml:5000") == "http://mlflow.ml:5000"
+    # nor the status and the log through MLflow's own error messages, which quote the URL
+    nowhere = Path("/nonexistent")
+    syncer = Syncer(MlflowRegistry(f"http://ops:s3cret@127.0.0.1:{free_port()}", "m"), ModelRepository(nowhere),
+                    StatePaths(nowhere, "ppocr"), AuditLog(nowhere / "audit.log"), NoDelivery(), 1.0)
+    assert not syncer.sync_once()
+    assert "s3cret" not in str(syncer.status.to_json()) and "ops:***@" in syncer.status.tracking_uri
 
 
 # -- against the MLflow server ------------------------------------------------------------------------

@@ -84,11 +84,19 @@ class MlflowRegistry:
         self.model = model
         self._client = _client_class()(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
+    def _error(self, what: str, exc: BaseException) -> RegistryError:
+        """`exc` as a RegistryError; MLflow's messages quote the URL, so its password is taken out."""
+        message = str(exc)
+        password = urlsplit(self.tracking_uri).password
+        if password:
+            message = message.replace(password, "***")
+        return RegistryError(f"{what}: {message}")
+
     def _call(self, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
         except Exception as exc:  # MLflow raises MlflowException, and requests' errors from artifact stores
-            raise RegistryError(f"{what}: {exc}") from exc
+            raise self._error(what, exc) from exc
 
     def _pages(self) -> Iterator[Any]:
         token = None
@@ -113,7 +121,7 @@ class MlflowRegistry:
             if _error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
                 raise RegistryError(f"registered model {self.model!r} does not exist in {redact(self.tracking_uri)} "
                                     "(ocr-server models push creates it)") from exc
-            raise RegistryError(f"read the registered model: {exc}") from exc
+            raise self._error("read the registered model", exc) from exc
         return {str(alias): str(number) for alias, number in (model.aliases or {}).items()}
 
     def download(self, version: RegistryVersion, dest: Path) -> None:
@@ -152,7 +160,7 @@ class MlflowRegistry:
             client.create_registered_model(self.model)
         except Exception as exc:
             if _error_code(exc) != "RESOURCE_ALREADY_EXISTS":
-                raise RegistryError(f"create the registered model {self.model!r}: {exc}") from exc
+                raise self._error(f"create the registered model {self.model!r}", exc) from exc
         created = self._call("register the version", client.create_model_version, self.model,
                              source=f"runs:/{run_id}/{ARTIFACT_PATH}", run_id=run_id, tags=tags)
         if str(created.status) != READY:
