@@ -52,14 +52,16 @@ COPY pyproject.toml README.md gunicorn.conf.py ./
 COPY server ./server
 
 # The application without dependencies first, then every runtime dependency it declares, read back from
-# its own installed metadata (pyproject.toml stays the one list) - except Paddle when the base image
-# already has it: paddlepaddle and paddlepaddle-gpu both provide the `paddle` module and must not mix.
+# its own installed metadata (pyproject.toml stays the one list), with the `mlflow` extra (the chart's
+# modelSource: mlflow runs this image) - except Paddle when the base image already has it:
+# paddlepaddle and paddlepaddle-gpu both provide the `paddle` module and must not mix.
 # The source is removed afterwards: the installed package is the one copy that runs. (Paddle is not
 # imported here: paddlepaddle-gpu needs the driver's libcuda, which only `docker run --gpus` provides.)
 RUN python3 -m pip install --no-deps . \
  && python3 -c "import importlib.metadata as md; \
 base_has_paddle = any((d.metadata['Name'] or '').lower().startswith('paddlepaddle') for d in md.distributions()); \
-print('\n'.join(r for r in md.requires('ocr-server') if 'extra ==' not in r \
+print('\n'.join(r.split(';')[0] for r in md.requires('ocr-server') \
+if ('extra ==' not in r or 'extra == \"mlflow\"' in r) \
 and not (base_has_paddle and r.lower().startswith('paddlepaddle'))))" > /tmp/requirements.txt \
  && cat /tmp/requirements.txt \
  && python3 -m pip install -r /tmp/requirements.txt \

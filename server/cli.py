@@ -9,6 +9,8 @@
     ocr-server models publish SRC --version V [--model-repo DIR] [--card CARD.yaml] [--sign-key KEY.pem]
     ocr-server models sign VERSION_DIR --key KEY.pem [--password-file FILE]
     ocr-server models verify VERSION_DIR
+    ocr-server models push VERSION [--model-repo DIR] [--tracking-uri URI] [--model NAME]
+    ocr-server models sync --once
     ocr-server audit verify [--audit-log PATH]
     ocr-server auth hash-key [--generate] [--name NAME] [--role ROLE ...]
 
@@ -250,6 +252,49 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if status.verified else 1
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    """Register a local version in the MLflow registry (OCR_MLFLOW_TRACKING_URI, OCR_MLFLOW_MODEL)."""
+    from server.governance.audit import audit_log_from_settings
+    from server.registry.client import MlflowRegistry, RegistryError, redact
+    from server.registry.push import PushError, push
+    from server.repository.layout import ModelRepository, VersionNameError
+    from server.repository.publish import default_publisher
+
+    settings = _settings_with(args)
+    uri = args.tracking_uri or settings.mlflow_tracking_uri
+    model = args.model or settings.mlflow_model
+    if not uri or not model:
+        print("ocr-server: name the registry: OCR_MLFLOW_TRACKING_URI and OCR_MLFLOW_MODEL (or --tracking-uri, "
+              "--model)", file=sys.stderr)
+        return 2
+    audit = audit_log_from_settings(settings)
+    actor = f"cli:{default_publisher()}"
+    try:
+        version_dir = ModelRepository(settings.model_repo, settings.pipeline_name).version_dir(args.version)
+        if not version_dir.is_dir():
+            raise PushError(f"{version_dir} is not a version of this repository")
+        pushed = push(version_dir, MlflowRegistry(uri, model), settings.mlflow_experiment)
+    except (PushError, RegistryError, VersionNameError, OSError) as exc:
+        audit.append("push", actor=actor, version=args.version, result="failed", reason=str(exc),
+                     registry=redact(uri), mlflow_model=model)
+        print(f"ocr-server: cannot push {args.version}: {exc}", file=sys.stderr)
+        return 1
+    audit.append("push", actor=actor, version=pushed.version, version_digest=pushed.digest,
+                 reason="" if pushed.created else "already in the registry", registry=redact(uri),
+                 mlflow_model=model, mlflow_version=pushed.registered.number)
+    print(json.dumps({"version": pushed.version, "mlflow_model": model, "mlflow_version": pushed.registered.number,
+                      "version_digest": pushed.digest, "created": pushed.created, "tags": pushed.registered.tags}))
+    return 0
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    """One registry sync pass in the foreground (the server runs it for ever; see server.registry)."""
+    from server.registry.process import main as sync_main
+
+    _settings_with(args)
+    return sync_main(once=True)
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from server.governance.audit import verify_chain
 
@@ -341,6 +386,19 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "OCR_REVOCATION_LIST (exit 1 unless verified)")
     verifying.add_argument("version_dir", type=Path, metavar="VERSION_DIR")
     verifying.set_defaults(func=cmd_verify)
+
+    pushing = models_sub.add_parser("push", help="register a version of the repository in the MLflow registry: "
+                                                 "its files as artifacts, its model card as tags")
+    pushing.add_argument("version", metavar="VERSION")
+    pushing.add_argument("--model-repo", type=Path)
+    pushing.add_argument("--tracking-uri", help="the MLflow tracking server (OCR_MLFLOW_TRACKING_URI)")
+    pushing.add_argument("--model", help="the registered model (OCR_MLFLOW_MODEL)")
+    pushing.set_defaults(func=cmd_push)
+    syncing = models_sub.add_parser("sync", help="copy the registry's versions into the repository and follow "
+                                                 "@champion, once (the server does it continuously)")
+    syncing.add_argument("--once", action="store_true", required=True, help="one pass, then exit (1 if it failed)")
+    syncing.add_argument("--model-repo", type=Path)
+    syncing.set_defaults(func=cmd_sync)
 
     audit = sub.add_parser("audit", help="the audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)

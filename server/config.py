@@ -158,6 +158,21 @@ class Settings:
     # Forward every audit record to a SIEM: udp://HOST:PORT, tcp://HOST:PORT or HOST:PORT (UDP); empty: off.
     audit_syslog: str = field(default="", metadata={"env": "OCR_AUDIT_SYSLOG"})
 
+    # -- where versions come from (see README, "Models from an MLflow registry") --
+    # `directory`: versions are published into the repository by hand, CI or a shared volume;
+    # `mlflow`: one process per server, started by the Gunicorn master, syncs them from a registry.
+    model_source: str = field(default="directory", metadata={"env": "OCR_MODEL_SOURCE"})
+    # The MLflow tracking server (its registry) and the registered model whose versions are served.
+    # Credentials come from MLflow's own variables (MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_USERNAME, ...).
+    mlflow_tracking_uri: str = field(default="", metadata={"env": "OCR_MLFLOW_TRACKING_URI"})
+    mlflow_model: str = field(default="", metadata={"env": "OCR_MLFLOW_MODEL"})
+    # How often the sync asks the registry for versions and aliases (failures back off from here).
+    mlflow_poll_s: float = field(default=15.0, metadata={"env": "OCR_MLFLOW_POLL_S", "min": 0.1})
+    # Per HTTP request to the registry; the sync does its own retries, so a dead registry costs this, once.
+    mlflow_timeout_s: int = field(default=30, metadata={"env": "OCR_MLFLOW_TIMEOUT_S", "min": 1})
+    # The MLflow experiment that holds the runs `ocr-server models push` logs versions' files in.
+    mlflow_experiment: str = field(default="ocr-server", metadata={"env": "OCR_MLFLOW_EXPERIMENT"})
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
         """Build settings from `environ` (default `os.environ`), validating every value."""
@@ -201,6 +216,15 @@ class Settings:
                 raise ConfigError(f"OCR_METRICS_BIND must be HOST:PORT or empty, got {self.metrics_bind!r}")
         if not self.pipeline_name.isidentifier():
             raise ConfigError(f"OCR_PIPELINE must be a plain name, got {self.pipeline_name!r}")
+        if self.model_source not in {"directory", "mlflow"}:
+            raise ConfigError(f"OCR_MODEL_SOURCE must be 'directory' or 'mlflow', got {self.model_source!r}")
+        if self.model_source == "mlflow":
+            missing = [name for name, value in (("OCR_MLFLOW_TRACKING_URI", self.mlflow_tracking_uri),
+                                                ("OCR_MLFLOW_MODEL", self.mlflow_model)) if not value]
+            if missing:
+                raise ConfigError(f"OCR_MODEL_SOURCE=mlflow needs {' and '.join(missing)}")
+        if any(c in self.mlflow_model for c in "'\"\\"):
+            raise ConfigError(f"OCR_MLFLOW_MODEL must not contain quotes or backslashes, got {self.mlflow_model!r}")
         self.warmup_shape_list  # raises ConfigError when malformed
         self.audit_syslog_target  # likewise
 
@@ -227,6 +251,12 @@ class Settings:
                 )
             shapes.append((int(height), int(width)))
         return tuple(shapes)
+
+    @property
+    def effective_install_default(self) -> bool:
+        """Install the default version into an empty repository? Never with a registry as the source:
+        a pod must serve only versions the registry holds."""
+        return self.install_default and self.model_source != "mlflow"
 
     @property
     def effective_state_dir(self) -> Path:

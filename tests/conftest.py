@@ -9,6 +9,7 @@ import pytest
 
 from server.repository.install import RECIPES, install_default, install_version
 from server.repository.layout import ModelRepository
+from tests.support.mlflow import MlflowServer
 from tests.support.server import (
     DEFAULT_VERSION,
     ONNX_MODELS,
@@ -53,3 +54,15 @@ def onnx_repo(tmp_path_factory: pytest.TempPathFactory, default_version_dir: Pat
     for name in ONNX_MODELS:
         install_version(repo, RECIPES[name])
     return root
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
+    """One real MLflow tracking server (sqlite, local artifacts) for the registry tests; each test uses
+    registered models of its own. Tests that stop it must start it again."""
+    server = MlflowServer(tmp_path_factory.mktemp("mlflow"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

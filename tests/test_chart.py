@@ -46,8 +46,6 @@ ADAPTER_VALUES = ROOT / "deploy" / "helm" / "prometheus-adapter-values.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 NAMESPACE = "ocr"
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
-# Set by the chart for the MLflow registry sync, which the server does not implement yet (issue 14).
-PENDING_SETTINGS = {"OCR_MODEL_SOURCE", "OCR_MLFLOW_TRACKING_URI", "OCR_MLFLOW_MODEL"}
 TOOLS_BIN = ROOT / ".venv-deploy" / "bin"
 REQUIRED = os.environ.get("OCR_REQUIRE_DEPLOY_TOOLS") == "1"
 
@@ -314,7 +312,11 @@ def test_mlflow_source_sets_the_registry_variables_and_an_empty_repository() -> 
     models = next(m for m in container(docs)["volumeMounts"] if m["mountPath"] == e["OCR_MODEL_REPO"])
     assert not models.get("readOnly")
     assert "emptyDir" in next(v for v in spec["volumes"] if v["name"] == models["name"])
-    assert len(spec["containers"]) == 1  # no sidecar: the Gunicorn master will sync
+    assert len(spec["containers"]) == 1  # no sidecar container: the Gunicorn master runs the sync
+    assert "envFrom" not in container(docs)
+    with_secret = render("--set", "modelSource=mlflow,mlflow.trackingUri=http://m,mlflow.model=m,"
+                                  "mlflow.credentialsSecret=mlflow-token")
+    assert container(with_secret)["envFrom"] == [{"secretRef": {"name": "mlflow-token"}}]
 
 
 def test_every_variable_the_chart_sets_is_a_setting() -> None:
@@ -322,10 +324,8 @@ def test_every_variable_the_chart_sets_is_a_setting() -> None:
     for values, extra in [("values.yaml", []), ("values-gpu.yaml", []),
                           ("values.yaml", ["--set", "modelSource=mlflow,mlflow.trackingUri=http://m,mlflow.model=m",
                                            "--set", "server.adminTokenSecret.name=ocr-admin"])]:
-        unknown = set(env(render(*extra, values=values))) - known - PENDING_SETTINGS
+        unknown = set(env(render(*extra, values=values))) - known
         assert not unknown, f"{values} sets variables the server does not read: {unknown}"
-    # once the registry sync lands these become settings: then drop them from PENDING_SETTINGS
-    assert not PENDING_SETTINGS & known
 
 
 def test_metrics_scrape_reaches_the_master_exporter() -> None:

@@ -57,11 +57,23 @@ def test_empty_values_mean_default() -> None:
         ({"OCR_BIND": "localhost"}, "OCR_BIND must be HOST:PORT"),
         ({"OCR_BIND": "localhost:http"}, "OCR_BIND must be HOST:PORT"),
         ({"OCR_PIPELINE": "../etc"}, "OCR_PIPELINE must be a plain name"),
+        ({"OCR_MODEL_SOURCE": "s3"}, "OCR_MODEL_SOURCE must be 'directory' or 'mlflow'"),
+        ({"OCR_MODEL_SOURCE": "mlflow"}, "OCR_MODEL_SOURCE=mlflow needs OCR_MLFLOW_TRACKING_URI and OCR_MLFLOW_MODEL"),
+        ({"OCR_MODEL_SOURCE": "mlflow", "OCR_MLFLOW_TRACKING_URI": "http://m:5000"},
+         "OCR_MODEL_SOURCE=mlflow needs OCR_MLFLOW_MODEL"),
+        ({"OCR_MLFLOW_MODEL": "x' or name='y"}, "OCR_MLFLOW_MODEL must not contain quotes"),
+        ({"OCR_MLFLOW_POLL_S": "0"}, "OCR_MLFLOW_POLL_S must be >= 0.1"),
     ],
 )
 def test_invalid_values_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         Settings.from_env(env)
+
+
+def test_a_registry_source_never_installs_the_default_version() -> None:
+    registry = {"OCR_MODEL_SOURCE": "mlflow", "OCR_MLFLOW_TRACKING_URI": "http://m:5000", "OCR_MLFLOW_MODEL": "ocr"}
+    assert Settings.from_env(registry).effective_install_default is False
+    assert Settings.from_env({}).effective_install_default is True
 
 
 def test_as_env_round_trips() -> None:

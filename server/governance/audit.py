@@ -6,7 +6,9 @@ file), `actor` (who: `worker-N`, `api:<address>`, `cli:<user@host>`, `key:<name>
 (the client address), `version_digest` (sha256 of the version's manifest.json), `request_id`; then
 the event's details; last `prev` and `hash`. Actions:
 
-    publish   a version was published with `ocr-server models publish`
+    publish   a version was published with `ocr-server models publish`, or copied from the MLflow
+              registry by the sync (actor `system:mlflow`; details: mlflow_version, registry)
+    push      a version was registered in the MLflow registry with `ocr-server models push`
     sign      a version was signed with `ocr-server models sign` (details: key_id)
     reject    a version was rejected (recorded once per version and fingerprint, machine-wide)
     approve   a version passed verification, warm-up and the quality gate (once, machine-wide)
@@ -17,6 +19,7 @@ the event's details; last `prev` and `hash`. Actions:
     repository  the repository became unreadable (result unavailable) or readable again
     recheck   the version a worker serves failed its periodic re-check (result: tampered, revoked_key, ...)
     pin, unpin, rollback, request_promotion   admin API calls (result ok, or refused/denied with the reason)
+              pin and unpin are also written by the registry sync following `@champion` (actor `system:mlflow`)
     models.read, audit.read, ocr.infer, ocr.feedback   a read or OCR call refused by the access policy
 
 **The chain.** `hash` is the sha256 of the line as written with `hash` set to 64 zeros; `prev` is the

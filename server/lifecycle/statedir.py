@@ -8,6 +8,8 @@ which version it serves) is written here for the others and for whoever answers 
     <state_dir>/<pipeline>/workers/N.json     what worker slot N serves and loads now
     <state_dir>/<pipeline>/load.lock          held by the one worker loading a version
     <state_dir>/<pipeline>/promotions.json    promotion requests (who asked for which version)
+    <state_dir>/<pipeline>/registry.json      what the registry sync last saw and did (OCR_MODEL_SOURCE=mlflow)
+    <state_dir>/<pipeline>/registry.lock      held by the one registry sync of the machine
 
 Every file is replaced atomically (`server.storage.statefiles`).
 """
@@ -46,6 +48,14 @@ class StatePaths:
     @property
     def load_lock(self) -> Path:
         return self.base / "load.lock"
+
+    @property
+    def registry_file(self) -> Path:
+        return self.base / "registry.json"
+
+    @property
+    def registry_lock(self) -> Path:
+        return self.base / "registry.lock"
 
     def ensure(self) -> None:
         for directory in (self.verdicts_dir, self.workers_dir):

@@ -18,6 +18,7 @@ from server.lifecycle.verdicts import Verdict
 from server.lifecycle.workers import WorkerState
 from server.repository.layout import parse_version
 from server.repository.manifest import Manifest
+from server.storage.statefiles import StateFileError, read_json
 
 
 @dataclass
@@ -155,7 +156,17 @@ def models_view(controller: LifecycleController) -> dict[str, Any]:
         "gate_defaults": {"tolerance": controller.config.gate.tolerance, "max_cer": controller.config.gate.max_cer},
         "watcher": {"armed": controller.watcher.armed, "rearmed": controller.watcher.rearmed,
                     "poll_s": controller.config.poll_s},
+        "registry": _registry_status(controller),
     }
+
+
+def _registry_status(controller: LifecycleController) -> dict[str, Any] | None:
+    """The registry sync's own report (`server.registry.status`), as it wrote it; None without a sync."""
+    try:
+        report = read_json(controller.state.registry_file)
+    except (StateFileError, OSError) as exc:
+        return {"state": "unknown", "error": f"cannot read the sync's status: {exc}"}
+    return report if isinstance(report, dict) else None
 
 
 def _worker_json(worker: WorkerState) -> dict[str, Any]:

@@ -103,6 +103,23 @@ MODEL_RECHECK_FAILURES = Counter(
     ["result"],
 )
 
+# -- registry sync (OCR_MODEL_SOURCE=mlflow; one process per server, see server.registry) ------------
+REGISTRY_UP = Gauge(
+    "ocr_registry_up", "1 when the registry sync's last pass reached the registry, 0 while it cannot; "
+    "absent when no sync process runs.", multiprocess_mode="livemax",
+)
+REGISTRY_PASSES = Counter(
+    "ocr_registry_sync_passes_total", "Registry sync passes by result (ok, failed).", ["result"],
+)
+REGISTRY_DOWNLOADS = Counter(
+    "ocr_registry_downloads_total", "Versions copied from the registry into the repository, by result "
+    "(published, failed).", ["result"],
+)
+REGISTRY_LAST_SUCCESS = Gauge(
+    "ocr_registry_last_success_timestamp_seconds", "Unix time of the registry sync's last successful pass.",
+    multiprocess_mode="max",
+)
+
 # -- online accuracy -------------------------------------------------------------------------------
 FEEDBACK_CER = Histogram(
     "ocr_feedback_cer", "Character error rate of a served result against the true text given as feedback.",

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 from server.config import Settings
 from server.cpu_quota import cpu_budget
 from server.observability.multiprocess import MetricsDirectory, mark_worker_dead, prepare_directory, remove_directory
+from server.process.sidecar import Sidecar
+from server.registry.client import redact
 
 if TYPE_CHECKING:  # imported for real only once the metrics directory is exported (server.observability.multiprocess)
     from server.observability.exposition import MasterExporter
@@ -25,6 +28,8 @@ _settings = Settings.from_env()
 # Set in the master by the hooks below (metrics: see server.observability.multiprocess and server.observability.exposition).
 _metrics_dir: MetricsDirectory | None = None
 _exporter: MasterExporter | None = None
+# The registry sync (OCR_MODEL_SOURCE=mlflow): one process per server, the master's child.
+_registry_sync: Sidecar | None = None
 
 bind = _settings.bind
 workers = _settings.workers
@@ -61,19 +66,34 @@ def on_starting(server: Any) -> None:
     from server.repository.layout import ModelRepository
 
     repo = ModelRepository(_settings.model_repo, _settings.pipeline_name)
-    if _settings.install_default and not repo.version_names():
+    if _settings.model_source == "mlflow":
+        server.log.info("models come from the MLflow registry %s (%s); nothing is installed at start",
+                        redact(_settings.mlflow_tracking_uri), _settings.mlflow_model)
+        repo.pipeline_dir.mkdir(parents=True, exist_ok=True)  # empty until the first sync: not "missing"
+    elif _settings.effective_install_default and not repo.version_names():
         server.log.info("model repository %s is empty: installing the default version", repo.pipeline_dir)
         install_default(repo)
 
 
 def when_ready(server: Any) -> None:
-    """Serve /metrics from the master on its own port, if configured (see server.observability.exposition)."""
-    global _exporter
+    """Serve /metrics from the master on its own port, if configured (see server.observability.exposition),
+    and start the registry sync (server.registry) when models come from MLflow."""
+    global _exporter, _registry_sync
     if _settings.metrics_bind:
         from server.observability.exposition import MasterExporter
 
         _exporter = MasterExporter(_settings.metrics_bind)
         server.log.info("master serves metrics on %s", _settings.metrics_bind)
+    if _settings.model_source == "mlflow":
+        metrics_dir = _metrics_dir
+
+        def forget_metrics(pid: int) -> None:  # its live gauges (ocr_registry_up) go with it
+            if metrics_dir is not None:
+                mark_worker_dead(pid, metrics_dir)
+
+        _registry_sync = Sidecar("registry sync", [sys.executable, "-m", "server.registry"], server.log,
+                                 on_exit=forget_metrics)
+        _registry_sync.start()
 
 
 def pre_fork(server: Any, worker: Any) -> None:
@@ -86,7 +106,9 @@ def pre_fork(server: Any, worker: Any) -> None:
 
 
 def post_fork(server: Any, worker: Any) -> None:
+    global _registry_sync
     os.environ["OCR_WORKER_SLOT"] = str(worker.ocr_slot)
+    _registry_sync = None  # the master's: a worker neither supervises nor stops it
     if _exporter is not None:
         _exporter.close_in_worker()
     app_log = logging.getLogger("server")
@@ -108,6 +130,8 @@ def child_exit(server: Any, worker: Any) -> None:
 
 
 def on_exit(server: Any) -> None:
+    if _registry_sync is not None:
+        _registry_sync.stop()
     if _exporter is not None:
         _exporter.stop()
     if _metrics_dir is not None:

@@ -191,5 +191,13 @@ def verify_files(version_dir: Path, manifest: Manifest) -> list[str]:
     return problems
 
 
+def unlisted_files(version_dir: Path, manifest: Manifest) -> list[str]:
+    """Files under `version_dir` that are neither its manifest, its signature nor listed in the manifest:
+    not part of the version (a copy that must match a version exactly has none)."""
+    listed = {MANIFEST_NAME, SIGNATURE_NAME, *manifest.files}
+    return sorted(rel for rel in (p.relative_to(version_dir).as_posix() for p in version_dir.rglob("*")
+                                  if not p.is_dir()) if rel not in listed)
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).replace(microsecond=0).isoformat()

@@ -11,6 +11,10 @@ that what served yesterday can be served again by a rollback.
 
 A caller that signs on publish passes `finalize`: it runs on the finished, verified staging copy before
 the rename, so the version appears signed or not at all (a watcher never sees it unsigned first).
+
+`publish_exact` is the same protocol for a version that was published elsewhere and travels whole (a
+registry's copy): its manifest and signature are kept byte for byte instead of written anew, and
+the copy must match them exactly before it is renamed into place.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from server.repository.manifest import (
     hash_tree,
     now_iso,
     read_manifest,
+    unlisted_files,
     verify_files,
     write_manifest,
 )
@@ -78,8 +83,6 @@ def _detect_framework(version_dir: Path) -> dict[str, str]:
     return {"name": "paddle", "version": version, "format": "paddle-inference"}
 
 
-
-
 def publish(
     src: Path,
     repo: ModelRepository,
@@ -109,6 +112,69 @@ def publish(
     stages = template.stages if template else _detect_stages(src)
     folders = sorted({spec.dir.split("/")[0] for spec in stages.values()} | {GOLDEN_DIR})
 
+    def build(staging: Path) -> None:
+        for folder in folders:
+            if (src / folder).is_dir():
+                shutil.copytree(src / folder, staging / folder)
+            elif folder != GOLDEN_DIR:
+                raise PublishError(f"{src / folder} is missing (named by the stages {sorted(stages)})")
+        record = dict(template.source) if template else {}
+        record.update(source or {})
+        record["published_from"] = str(src)
+        manifest = Manifest(
+            name=repo.pipeline,
+            version=version,
+            created_at=now_iso(),
+            created_by=created_by or f"{default_publisher()} via ocr-server models publish",
+            source=record,
+            framework=template.framework if template else _detect_framework(staging),
+            stages=stages,
+            files=hash_tree(staging),
+            settings=template.settings if template else {},
+            quality_gate=template.quality_gate if template else {},
+            card=card if card is not None else (template.card if template else None),
+        )
+        write_manifest(staging, manifest)
+        problems = verify_files(staging, manifest)
+        if problems:
+            raise PublishError("the copy does not verify: " + "; ".join(problems[:5]))
+        if finalize is not None:
+            finalize(staging)
+
+    return _into_place(repo, version, build)
+
+
+def publish_exact(repo: ModelRepository, version: str, fill: Callable[[Path], object], label: str = "exact") -> Path:
+    """Publish a finished version as it is: `fill(staging_dir)` writes its files, `manifest.json` and
+    `model.sig` included, and they are kept byte for byte - the manifest's checksums and the signature
+    over them stay what their publisher made, so the copy verifies as the original does. Used for a
+    version that was published elsewhere and travels (a registry's artifacts).
+
+    The copy is refused unless its manifest names this pipeline and `version`, every listed file
+    matches its checksum, and nothing else is there (a file no checksum covers is not part of the
+    version). `label` goes into the staging directory's name (`.staging-<version>-<label>-*`), so
+    that whoever fills it can recognise its own leftovers after a crash.
+    """
+    parse_version(version)
+
+    def build(staging: Path) -> None:
+        fill(staging)
+        try:
+            manifest = read_manifest(staging)
+        except ManifestError as exc:
+            raise PublishError(f"the copy of {version} has no usable manifest: {exc}") from exc
+        if manifest.version != version or manifest.name != repo.pipeline:
+            raise PublishError(f"the manifest names {manifest.name}/{manifest.version}, not {repo.pipeline}/{version}")
+        problems = verify_files(staging, manifest)
+        problems += [f"{rel}: not listed in the manifest" for rel in unlisted_files(staging, manifest)]
+        if problems:
+            raise PublishError(f"the copy of {version} does not verify: " + "; ".join(problems[:5]))
+
+    return _into_place(repo, version, build, label)
+
+
+def _into_place(repo: ModelRepository, version: str, build: Callable[[Path], object], label: str = "") -> Path:
+    """Run `build` on a fresh staging directory beside the versions, then rename it to `version`."""
     repo.pipeline_dir.mkdir(parents=True, exist_ok=True)
     target = repo.version_dir(version)
     # One publisher at a time per repository: the 'does the name exist' check and the rename must not
@@ -117,35 +183,10 @@ def publish(
         if os.path.lexists(target):
             raise PublishError(f"version {version} already exists in {repo.pipeline_dir}; versions are immutable, "
                                "publish under a new version")
-        staging = Path(tempfile.mkdtemp(prefix=f".staging-{version}-", dir=repo.pipeline_dir))
+        prefix = f".staging-{version}-{label}-" if label else f".staging-{version}-"
+        staging = Path(tempfile.mkdtemp(prefix=prefix, dir=repo.pipeline_dir))
         try:
-            for folder in folders:
-                if (src / folder).is_dir():
-                    shutil.copytree(src / folder, staging / folder)
-                elif folder != GOLDEN_DIR:
-                    raise PublishError(f"{src / folder} is missing (named by the stages {sorted(stages)})")
-            record = dict(template.source) if template else {}
-            record.update(source or {})
-            record["published_from"] = str(src)
-            manifest = Manifest(
-                name=repo.pipeline,
-                version=version,
-                created_at=now_iso(),
-                created_by=created_by or f"{default_publisher()} via ocr-server models publish",
-                source=record,
-                framework=template.framework if template else _detect_framework(staging),
-                stages=stages,
-                files=hash_tree(staging),
-                settings=template.settings if template else {},
-                quality_gate=template.quality_gate if template else {},
-                card=card if card is not None else (template.card if template else None),
-            )
-            write_manifest(staging, manifest)
-            problems = verify_files(staging, manifest)
-            if problems:
-                raise PublishError("the copy does not verify: " + "; ".join(problems[:5]))
-            if finalize is not None:
-                finalize(staging)
+            build(staging)
             os.chmod(staging, 0o755)
             os.rename(staging, target)
         except BaseException:

@@ -45,6 +45,12 @@ class FileLock:
             self._handle = handle
             return True
 
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free, now; False when another process holds it."""
+        done = threading.Event()
+        done.set()
+        return self.acquire(stop=done, poll_s=0)
+
     def release(self) -> None:
         if self._handle is not None:
             fcntl.flock(self._handle, fcntl.LOCK_UN)

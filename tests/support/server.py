@@ -55,10 +55,26 @@ def rss_bytes(pid: int) -> int:
 
 
 def children(pid: int) -> list[int]:
+    """The children that `pid`'s main thread started (Gunicorn forks its workers there)."""
     try:
         return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
+
+
+def all_children(pid: int) -> list[int]:
+    """The children of every thread of `pid` (the master's registry sync is started by a thread)."""
+    try:
+        tasks = [int(task) for task in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return []
+    found: list[int] = []
+    for task in tasks:
+        try:
+            found += [int(child) for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+        except OSError:
+            continue
+    return found
 
 
 @dataclass
@@ -84,7 +100,7 @@ class RunningServer:
         """The master and every process below it (workers, a probe, a registry sync)."""
         found, frontier = [self.process.pid], [self.process.pid]
         while frontier:
-            below = children(frontier.pop())
+            below = all_children(frontier.pop())
             found.extend(below)
             frontier.extend(below)
         return found
