@@ -2,8 +2,9 @@
 
 An amount is a number printed with two decimals ("9.00", "1,234.56", "1.234,56", "RM9.00"): receipts,
 invoices and cheques print money that way, and requiring the cents keeps quantities, phone numbers,
-dates and registration numbers out. Each candidate is found by a pattern and parsed by price-parser,
-which knows the thousands and decimal separators of both conventions and the currency symbols.
+dates and registration numbers out. The last separator before the two final digits is the decimal
+one, whatever it is: OCR reads commas as points and back ("RM**47.425.27**" for 47,425.27), which a
+price parser that knows the conventions (price-parser) refuses, so the digits are put together here.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal
-
-from price_parser import Price
 
 # Digits with an optional thousands separator (, . space or ') and exactly two decimals after . or ,
 # (OCR sometimes reads the point as a comma). Not preceded or followed by more digits or separators:
@@ -31,10 +30,12 @@ _CURRENCY_TOKENS: tuple[tuple[str, str], ...] = (
 _ISO = dict(_CURRENCY_TOKENS)
 _LONGEST_FIRST = sorted(_ISO, key=len, reverse=True)
 # A currency written with letters stands alone, in brackets, or right before digits ("RM9.00",
-# "TOTAL (RM)", not the "RM" of "FORM"); one with a symbol ("$", "S$", "€") may stand anywhere.
+# "TOTAL (RM)", not the "RM" of "FORM"), or glued to a money label when OCR drops the space
+# ("TOTALGBP"); one with a symbol ("$", "S$", "€") may stand anywhere.
+_AFTER = r"(?:(?<![A-Z])|(?<=TOTAL)|(?<=AMOUNT)|(?<=AMT)|(?<=DUE)|(?<=BALANCE))"
 _TOKEN_PATTERN = re.compile(
     "|".join(
-        re.escape(token) if not token.isalpha() and "." not in token else rf"(?<![A-Z]){re.escape(token)}(?=[^A-Z]|$)"
+        re.escape(token) if not token.isalpha() and "." not in token else rf"{_AFTER}{re.escape(token)}(?=[^A-Z]|$)"
         for token in _LONGEST_FIRST
     ),
     re.IGNORECASE,
@@ -54,11 +55,9 @@ def find_amounts(text: str) -> list[Amount]:
     found = []
     for match in _AMOUNT.finditer(text):
         sign, whole, cents = match.groups()
-        decimal_sep = "," if "," in text[match.start(2) + len(whole): match.end()] else "."
-        price = Price.fromstring(f"{whole}{decimal_sep}{cents}", decimal_separator=decimal_sep)
-        if price.amount is None:
-            continue
-        value = -price.amount if sign else price.amount
+        value = Decimal(re.sub(r"\D", "", whole) + "." + cents)
+        if sign:
+            value = -value
         found.append(Amount(value, match.start(), match.end(), currency_before(text, match.start())))
     return found
 

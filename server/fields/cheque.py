@@ -49,7 +49,8 @@ def _payee(lines: list[Line]) -> Field | None:
 def _is_words(text: str) -> bool:
     numbers = sum(w in NUMBER_WORDS for w in segment(text))
     fraction = bool(re.search(r"\d{1,2}\s*/\s*100|no\s*/\s*100", text, re.IGNORECASE))
-    return coverage(text) >= 0.75 and (numbers >= 2 or (numbers >= 1 and fraction))
+    # Two number words, or the "AND 56/100 DOLLARS" the words wrap onto.
+    return coverage(text) >= 0.75 and (numbers >= 2 or fraction)
 
 
 def _amount_words(lines: list[Line]) -> Field | None:

@@ -66,7 +66,9 @@ _NOT_TOTAL = re.compile(r"(SUBTOTAL|SUB-TOTAL|TOTALQTY|TOTALQUANTITY|TOTALITEM|T
                         r"TOTALUNIT|TOTALWEIGHT|TOTALPCS|TOTALTENDER)")
 _TENDER = re.compile(r"(CASH|TENDER|PAID|PAYMENT|VISA|MASTER|CARD|DEBIT|CREDIT|EWALLET)")
 _CHANGE = re.compile(r"(CHANGE|BALANCE(?!DUE))")
-_TAX = re.compile(r"(?:(?<![A-Z])|(?<=TOTAL))(GST|SST|VAT|TAX)")  # on the printed text: not "RENOVATION"
+# On the printed text, starting a word ("RENOVATION" holds no VAT), or glued to the words that go with
+# it when OCR drops the spaces ("SALESTAX7%", "TOTALGST").
+_TAX = re.compile(r"(?:(?<![A-Z])|(?<=TOTAL)|(?<=SALES)|(?<=SERVICE)|(?<=VALUEADDED))(GST|SST|VAT|TAX)")
 _NOT_TAX = re.compile(r"(TAXINVOICE|GSTID|GSTREG|GSTNO|SSTID|SSTREG|SSTNO|VATNO|VATREG|TAXID|REGNO|INCL|INCLUSIVE|"
                       r"EXCL|EXCLUSIVE|SUMMARY|TAXCODE)")
 _DATE_LABEL = re.compile(r"(DATE|TARIKH|DATUM|FECHA)")

@@ -126,7 +126,8 @@ def cheque(rng: random.Random, name: str, mismatch: bool = False) -> FieldDocume
         label, currency_sign, pay_label, bearer = "THE SUM OF", "$", "PAY TO THE ORDER OF", ""
     word_lines = _wrap(words, 44)
     rows = [
-        Row((Cell(rng.choice(_BANKS), 0.0), Cell(f"CHEQUE NO. {number}", 1.0, "right")), 1.1, bold=True),
+        Row((Cell(rng.choice(_BANKS), 0.0),), 1.1, bold=True),
+        Row((Cell(f"CHEQUE NO. {number}", 1.0, "right"),)),  # in plain print, as cheque books number them
         Row((Cell("DATE", 0.72), Cell(printed_date, 1.0, "right"))),
         Row((Cell(pay_label, 0.0), Cell(payee, 0.27 if not ringgit else 0.08)) + ((Cell(bearer, 1.0, "right"),)
                                                                                   if bearer else ())),

@@ -8,6 +8,7 @@ value, the line text it came from, that line's box, and a confidence.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol
 
@@ -58,9 +59,13 @@ class Line:
 
 
 def lines_from(items: Iterable[HasTextBox]) -> list[Line]:
-    """Anything with `text`, `score` and `box` (pipeline or text-layer lines) -> `Line`s."""
-    return [Line(str(item.text), float(item.score), np.asarray(item.box, dtype=np.float32).reshape(4, 2))
-            for item in items]
+    """Anything with `text`, `score` and `box` (pipeline or text-layer lines) -> `Line`s.
+
+    Text is NFKC-normalised: the PP-OCR dictionaries hold full-width forms of Latin punctuation, and a
+    recogniser may read a comma as "，" or a colon as "：" (seen in "$**37，458.37**").
+    """
+    return [Line(unicodedata.normalize("NFKC", str(item.text)), float(item.score),
+                 np.asarray(item.box, dtype=np.float32).reshape(4, 2)) for item in items]
 
 
 @dataclass(frozen=True)
