@@ -89,7 +89,10 @@ def find_dates(text: str, order: str = "DMY") -> list[FoundDate]:
         first, second, century, rest = int(match.group(1)), int(match.group(3)), match.group(4), match.group(5)
         value = _numeric(first, second, int(century + rest), order) if rest else None
         end, four_digits = match.end(), value is not None
-        if value is None:  # a two-digit year
+        if value is None:  # a two-digit year, unless more digits follow it ("15/06/201?" is cut short)
+            after = text[match.end():]  # ... other than a time glued on ("01-03-185:23:26PM")
+            if not rest and after[:1].isdigit() and not re.match(r"\d{1,2}:\d{2}", after):
+                continue
             value, end = _numeric(first, second, _year(century), order), match.start(4) + 2
         padded = len(match.group(1)) == 2 and len(match.group(3)) == 2
         add(value, match.start(), end, four_digits or padded)

@@ -6,6 +6,8 @@ narrow receipts print a value under its label. These helpers find the value a la
 
 from __future__ import annotations
 
+from typing import Callable
+
 from server.fields.types import Line
 
 
@@ -33,32 +35,39 @@ def right_of(line: Line, lines: list[Line], drift: float = 0.0) -> list[Line]:
     return sorted(same, key=lambda o: o.x0)
 
 
-def column_drift(label: Line, lines: list[Line], window: float = 8.0) -> float:
+def column_drift(label: Line, lines: list[Line], is_label: Callable[[Line], bool], window: float = 8.0) -> float:
     """How far the values right of `label`'s column sit below (or above) their labels' rows, near it.
 
     A photographed receipt that bends or tilts puts the right-aligned amounts a fraction of a line
     off their labels, so the nearest line to the right may be the next row's amount. The drift is the
-    shift that best pairs the labels of `label`'s column, within `window` line heights of it, with
-    the lines holding digits to their right (each pairing's cost capped at one line height); no
-    drift when nothing pairs better than as printed.
+    shift that best pairs the labels (`is_label`: e.g. the money labels of a receipt's totals block,
+    not its item descriptions, whose prices sit on the next row) of `label`'s column, within `window`
+    line heights of it, with the figures to their right (each pairing's cost capped at one line
+    height). Rows are about a line height apart, so shifting by a whole row always pairs well too: the
+    labels' own rows are kept whenever they pair closely as printed (median gap within a quarter of
+    a line height).
     """
     height = label.height
     near = [o for o in lines if abs(o.centre_y - label.centre_y) <= window * height]
-    labels = [o for o in near if o.x0 < label.x1 and o.x1 > label.x0 and any(c.isalpha() for c in o.text)]
-    values = [o for o in near if o.x0 >= label.x1 - 0.5 * height and any(c.isdigit() for c in o.text)]
+    labels = [o for o in near if o.x0 < label.x1 and o.x1 > label.x0 and is_label(o)]
+    values = [o for o in near if o.x0 >= label.x1 - 0.5 * height and any(c.isdigit() for c in o.text)
+              and _letters(o.text) <= 0.4]
     if len(labels) < 2 or not values:
         return 0.0
     shifts = {0.0} | {v.centre_y - l.centre_y for l in labels for v in values
                       if abs(v.centre_y - l.centre_y) <= 0.9 * height and v.x0 >= l.x1 - 0.5 * height}
 
-    def cost(shift: float) -> float:
-        total = 0.0
+    def gaps(shift: float) -> list[float]:
+        out = []
         for l in labels:
-            gaps = [abs(l.centre_y + shift - v.centre_y) for v in values if v.x0 >= l.x1 - 0.5 * height]
-            total += min([height, *gaps])
-        return total
+            found = [abs(l.centre_y + shift - v.centre_y) for v in values if v.x0 >= l.x1 - 0.5 * height]
+            out.append(min([height, *found]))
+        return out
 
-    return min(sorted(shifts, key=abs), key=cost)
+    as_printed = sorted(g for g in gaps(0.0) if g < 0.9 * height)
+    if as_printed and as_printed[len(as_printed) // 2] <= 0.25 * height:
+        return 0.0
+    return min(sorted(shifts, key=abs), key=lambda shift: sum(gaps(shift)))
 
 
 def below(line: Line, lines: list[Line], max_rows: float = 1.6) -> list[Line]:
@@ -67,6 +76,12 @@ def below(line: Line, lines: list[Line], max_rows: float = 1.6) -> list[Line]:
     under = [o for o in lines if o is not line and 0 < o.centre_y - line.centre_y <= max_rows * line.height
              and o.x1 >= line.x0]
     return sorted(under, key=lambda o: (o.centre_y, o.x0))
+
+
+def _letters(text: str) -> float:
+    """Share of letters among the non-space characters: labels are words, values are figures."""
+    chars = [c for c in text if not c.isspace()]
+    return sum(c.isalpha() for c in chars) / max(1, len(chars))
 
 
 def reading_order(lines: list[Line]) -> list[Line]:

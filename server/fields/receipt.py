@@ -92,12 +92,21 @@ class _Candidate:
     position: float  # vertical position of the label
 
 
+_MONEY_LABEL = re.compile(r"(TOTAL|GST|SST|VAT|TAX|CASH|CHANGE|ROUND|DISCOUNT|TENDER|PAID|PAYMENT|BALANCE|AMOUNT|"
+                          r"DUE|CHARGE|CARD|VISA|MASTER|DEPOSIT)")
+
+
+def _is_money_label(line: Line) -> bool:
+    """A label of the totals block (not an item line, whose price is printed on the row below it)."""
+    return bool(_MONEY_LABEL.search(squash(line.text))) and not find_amounts(line.text)
+
+
 def _amounts_for(label: Line, lines: list[Line]) -> tuple[list[Amount], list[Line]]:
     """The amounts a label line points at: on it after the label, else right of it, else below it."""
     own = find_amounts(label.text)
     if own:
         return own, [label]
-    for neighbour in right_of(label, lines, column_drift(label, lines)):
+    for neighbour in right_of(label, lines, column_drift(label, lines, _is_money_label)):
         found = find_amounts(neighbour.text)
         if found:
             return found, [label, neighbour]
@@ -292,6 +301,14 @@ def _vendor_candidates(lines: list[Line]) -> list[tuple[float, list[Line]]]:
                 upper = max(above, key=lambda l: min(l.x1, line.x1) - max(l.x0, line.x0))
                 if not (_NOT_VENDOR.search(squash(upper.text)) or _NOT_VENDOR_WORD.search(upper.text.upper())):
                     source = [upper, line]
+            # The detector splits a centred heading at a wide gap ("LIGHTROOM GALLERY SDN" "BHD"): the
+            # row's other words belong to the name.
+            rest = [o for o in row if o is not line and _plain_words(o)]
+            if rest and len(rest) == len(row) - 1:
+                source = sorted([*source, *rest], key=lambda l: l.x0)
+                joined = squash(" ".join(l.text for l in source))
+                if _LEGAL_END.search(_REGISTRATION.sub("", joined).rstrip(",:;")) and not legal:
+                    legal, score = True, score + 1.0
             if _CONTINUES.search(line.text.strip().upper()) and k + 1 < len(grid):
                 following = max(grid[k + 1], key=lambda l: min(l.x1, line.x1) - max(l.x0, line.x0))
                 key_next = squash(following.text)
@@ -303,6 +320,14 @@ def _vendor_candidates(lines: list[Line]) -> list[tuple[float, list[Line]]]:
 
 
 _LEGAL_FORM = re.compile(r"(?i)(sdn\.?\s*bhd\.?|bhd\.?|s/b|ltd\.?|limited|llc|inc\.?|gmbh|plc|llp)")
+
+
+def _plain_words(line: Line) -> bool:
+    """Words that may be part of a trading name: letters, not a label, an address or a number."""
+    key = squash(line.text)
+    letters = sum(c.isalpha() for c in key)
+    return letters >= 2 and letters >= 0.7 * len(key) and not (
+        _NOT_VENDOR.search(key) or _NOT_VENDOR_WORD.search(line.text.upper()))
 
 
 def _vendor_name(source: list[Line]) -> str:
