@@ -57,7 +57,7 @@ _NOT_VENDOR_WORD = re.compile(r"(?<![A-Z])(TEL|FAX|GST|SST|VAT|DATE|TIME|TABLE|J
 _TITLE = re.compile(r"^[^A-Z]*(SIMPLIFIED)?(TAX)?(INVOICE|RECEIPT|CASHBILL|OFFICIALRECEIPT|BILL|QUOTATION|"
                     r"DELIVERYORDER|CREDITNOTE)[^A-Z]*$")
 _CONTINUES = re.compile(r"(&|\bAND|-|,|\([^)]*)$")
-_REGISTRATION = re.compile(r"[\s(\[]*\(?\d[\dA-Z\-/]{3,}\)?\s*$")
+_REGISTRATION = re.compile(r"[\s(\[]*\(?\d{4,}(?:-?[A-Z])?\)?\s*$")  # "(519537-X)" after a name
 _TOTAL_STRONG = re.compile(r"(GRANDTOTAL|TOTALDUE|AMOUNTDUE|BALANCEDUE|TOTALPAYABLE|AMOUNTPAYABLE|NETTTOTAL|"
                            r"NETTOTAL|ROUNDEDTOTAL|TOTALROUNDED|TOTALAMOUNTDUE|JUMLAH)")
 _TOTAL = re.compile(r"TOTAL")

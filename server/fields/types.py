@@ -16,9 +16,11 @@ import numpy as np
 
 
 def squash(text: str) -> str:
-    """Upper case without spaces: PP-OCR drops the spaces between Latin words, so keywords are
-    matched on this form ("GRANDTOTAL" and "GRAND TOTAL" alike)."""
-    return re.sub(r"\s+", "", text.upper())
+    """Upper case without spaces or accents: PP-OCR drops the spaces between Latin words and now and
+    then adds an accent ("INVOICÉ", "CHÁNGE"), so keywords are matched on this form ("GRANDTOTAL" and
+    "GRAND TOTAL" alike)."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    return re.sub(r"\s+", "", plain.upper())
 
 
 class HasTextBox(Protocol):
