@@ -8,6 +8,7 @@ status and code, never a hang, and the server process carries on with a fresh re
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 import time
@@ -102,7 +103,7 @@ def test_rotated_page_boxes_follow_the_rotation(renderer: PdfRenderer) -> None:
 def test_image_pdf_made_by_pillow_round_trips(renderer: PdfRenderer) -> None:
     """What a phone scanning app sends: Pillow writes each page as an image at its resolution."""
     pages = [render_text(["PAGE ONE", "TOTAL 12.50"]), render_text(["PAGE TWO IS WIDER THAN ONE"])]
-    buffer = __import__("io").BytesIO()
+    buffer = io.BytesIO()
     pages[0].save(buffer, format="PDF", save_all=True, append_images=pages[1:], resolution=100.0)
     with renderer.open(buffer.getvalue(), LIMITS) as document:
         rendered = [document.render(p.number) for p in document.pages]
@@ -117,7 +118,7 @@ def test_image_pdf_made_by_pillow_round_trips(renderer: PdfRenderer) -> None:
 
 def test_pdf_text_auto_uses_the_layer_only_for_born_digital_pages(renderer: PdfRenderer) -> None:
     scan = jpeg_bytes(render_text(["SCANNED RECEIPT", "TOTAL 9.00"]))
-    size = Image.open(__import__("io").BytesIO(scan)).size
+    size = Image.open(io.BytesIO(scan)).size
     receipt = [f"ITEM {k} MINERAL WATER 1.5L 3.50" for k in range(6)]
     documents = {
         "born digital": (build_pdf([text_page(receipt)]), True),

@@ -5,7 +5,7 @@ per document being read, kept for reuse by a small pool. Every pdfium call of a 
 wall-clock budget (`PdfLimits.timeout_s`); a renderer that runs past it is killed and the client gets
 422 `pdf_too_complex`. The renderer's address space is limited too (`memory_mb`).
 
-Checks, cheapest first, each a `DecodeError` (README, "PDF input", has the table):
+Checks, cheapest first, each a `DecodeError` (README, "Documents and fields", has the table):
 1. in this process, on the bytes: no `%%EOF` in the last KiB (truncated upload), JavaScript actions or
    embedded files written in plain objects;
 2. in the renderer, on open: unparseable, needs a password, zero pages, too many pages selected, pages
