@@ -57,6 +57,10 @@ def test_empty_values_mean_default() -> None:
         ({"OCR_BIND": "localhost"}, "OCR_BIND must be HOST:PORT"),
         ({"OCR_BIND": "localhost:http"}, "OCR_BIND must be HOST:PORT"),
         ({"OCR_PIPELINE": "../etc"}, "OCR_PIPELINE must be a plain name"),
+        ({"OCR_PDF_DPI": "1200"}, "OCR_PDF_DPI must be within 36..600"),
+        ({"OCR_PDF_TEXT": "text"}, "OCR_PDF_TEXT must be 'auto', 'ocr' or 'layer'"),
+        ({"OCR_FIELDS": "passport"}, "OCR_FIELDS must be empty, 'receipt', 'invoice' or 'cheque'"),
+        ({"OCR_PDF_TIMEOUT_S": "0"}, "OCR_PDF_TIMEOUT_S must be >= 0.1"),
     ],
 )
 def test_invalid_values_name_the_variable(env: dict[str, str], message: str) -> None:
