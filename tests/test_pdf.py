@@ -20,10 +20,27 @@ import pytest
 from PIL import Image
 
 from server.documents.errors import DecodeError
-from server.documents.pdf import PdfLimits, PdfRenderer, check_bytes, looks_like_pdf, pixel_size
+from server.documents.pdf import PdfBudget, PdfLimits, PdfRenderer, check_bytes, looks_like_pdf, pixel_size
 from server.documents.selection import PageSelection
 from tests.support.images import render_text
-from tests.support.pdfs import PageSpec, PdfWriter, TextRun, build_pdf, image_page, jpeg_bytes, text_page
+from tests.support.pdfs import (
+    PageSpec,
+    PdfWriter,
+    TextRun,
+    build_pdf,
+    corrupt_pdf,
+    embedded_file_pdf,
+    encrypted_pdf,
+    image_page,
+    javascript_pdf,
+    jpeg_bytes,
+    page_count_bomb,
+    page_size_bomb,
+    slow_page_pdf,
+    text_page,
+    truncated_pdf,
+    zero_page_pdf,
+)
 
 LIMITS = PdfLimits(dpi=100, max_pages=8, max_pixels=40_000_000, timeout_s=20.0)
 
@@ -178,19 +195,18 @@ def test_documents_in_threads_each_get_a_renderer(renderer: PdfRenderer) -> None
 
 
 def test_encrypted_pdf_needing_a_password(renderer: PdfRenderer) -> None:
-    error = refused(renderer, build_pdf([text_page(["SECRET"])], user_password=b"hunter2"))
+    error = refused(renderer, encrypted_pdf())
     assert (error.status, error.code) == (422, "encrypted_pdf")
 
 
 @pytest.mark.parametrize("cut", [0.3, 0.6, 0.95])
 def test_truncated_pdf(renderer: PdfRenderer, cut: float) -> None:
-    data = build_pdf([text_page(["TRUNCATED UPLOAD"]) for _ in range(3)])
-    error = refused(renderer, data[: int(len(data) * cut)])
+    error = refused(renderer, truncated_pdf(cut))
     assert (error.status, error.code) == (422, "corrupt_pdf") and "truncated" in error.message
 
 
 def test_corrupt_pdf(renderer: PdfRenderer) -> None:
-    error = refused(renderer, b"%PDF-1.7\n" + os.urandom(4000) + b"\n%%EOF\n")
+    error = refused(renderer, corrupt_pdf())
     assert (error.status, error.code) == (422, "corrupt_pdf")
 
 
@@ -210,14 +226,12 @@ def test_page_that_does_not_load(renderer: PdfRenderer) -> None:
 
 
 def test_zero_pages(renderer: PdfRenderer) -> None:
-    error = refused(renderer, build_pdf([]))
+    error = refused(renderer, zero_page_pdf())
     assert (error.status, error.code) == (422, "empty_document")
 
 
 def test_javascript(renderer: PdfRenderer) -> None:
-    open_action = build_pdf([text_page(["HELLO"])], catalog_extra=b"/OpenAction 2 0 R",
-                            extra_objects=[b"<< /S /JavaScript /JS (app.alert\\('hi'\\)) >>"])
-    error = refused(renderer, open_action, read=False)
+    error = refused(renderer, javascript_pdf(), read=False)
     assert (error.status, error.code) == (422, "pdf_javascript")
     # Written with name escapes, the plain-bytes check misses it; pdfium's document-level count does not.
     hidden = build_pdf([text_page(["HELLO"])], catalog_extra=b"/Names << /J#61vaScript 2 0 R >>",
@@ -227,11 +241,8 @@ def test_javascript(renderer: PdfRenderer) -> None:
 
 
 def test_embedded_files(renderer: PdfRenderer) -> None:
+    assert refused(renderer, embedded_file_pdf(), read=False).code == "pdf_embedded_files"
     spec = b"<< /Type /Filespec /F (invoice.xml) /EF << /F 4 0 R >> >>"
-    name_tree = build_pdf([text_page(["HELLO"])], catalog_extra=b"/Names << /EmbeddedFiles 2 0 R >>",
-                          extra_objects=[b"<< /Names [(invoice.xml) 3 0 R] >>", spec,
-                                         b"<< /Type /EmbeddedFile /Length 5 >>\nstream\n<x/>\n\nendstream"])
-    assert (refused(renderer, name_tree, read=False).code) == "pdf_embedded_files"
     hidden_tree = build_pdf([text_page(["HELLO"])], catalog_extra=b"/Names << /Embedded#46iles 2 0 R >>",
                             extra_objects=[b"<< /Names [(invoice.xml) 3 0 R] >>", spec.replace(b"/EF", b"/E#46"),
                                            b"<< /Length 5 >>\nstream\n<x/>\n\nendstream"])
@@ -245,12 +256,7 @@ def test_embedded_files(renderer: PdfRenderer) -> None:
 
 def test_page_count_bomb(renderer: PdfRenderer) -> None:
     """5,000 empty pages in a few hundred KB: refused at open, unless pages picks few enough."""
-    writer = PdfWriter()
-    catalog, tree = writer.reserve(), writer.reserve()
-    kids = [writer.add(b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 612 792] >>" % tree) for _ in range(5000)]
-    writer.set(tree, b"<< /Type /Pages /Kids [%s] /Count 5000 >>" % b" ".join(b"%d 0 R" % k for k in kids))
-    writer.set(catalog, b"<< /Type /Catalog /Pages %d 0 R >>" % tree)
-    data = writer.build(catalog)
+    data = page_count_bomb(5000)
     error = refused(renderer, data, read=False)
     assert (error.status, error.code) == (413, "too_many_pages") and error.details == {"pages": 5000, "max_pages": 8}
     with renderer.open(data, LIMITS, PageSelection.parse("4999-5000")) as document:
@@ -261,7 +267,7 @@ def test_page_count_bomb(renderer: PdfRenderer) -> None:
 
 def test_page_size_bomb(renderer: PdfRenderer) -> None:
     """A 200 x 200 inch page (the largest the format allows) is refused from its size, not rendered."""
-    data = build_pdf([text_page(["A4 FIRST"]), PageSpec(width=14400, height=14400)])
+    data = page_size_bomb()
     error = refused(renderer, data, read=False)
     assert (error.status, error.code) == (413, "image_too_large")
     assert error.details == {"page": 2, "width": 20000, "height": 20000, "dpi": 100, "max_pixels": 40_000_000}
@@ -272,7 +278,7 @@ def test_page_size_bomb(renderer: PdfRenderer) -> None:
 def test_slow_page_is_stopped_within_the_budget(renderer: PdfRenderer) -> None:
     """100,000 full-page fills compress to a few KB and would take pdfium minutes: the renderer is
     killed when the document's budget runs out, and the next document gets a new one."""
-    data = build_pdf([PageSpec(extra_content=b"0 0 612 792 re f\n" * 100_000)])
+    data = slow_page_pdf()
     limits = PdfLimits(dpi=100, max_pages=8, max_pixels=40_000_000, timeout_s=2.0)
     start = time.monotonic()
     with pytest.raises(DecodeError) as caught:
@@ -315,3 +321,19 @@ def test_checks_on_the_bytes() -> None:
     assert (caught.value.status, caught.value.code) == (400, "empty_image")
     assert not looks_like_pdf(b"\x89PNG\r\n") and looks_like_pdf(b"junk\n%PDF-1.4\n")
     assert pixel_size(612, 792, 200) == (1700, 2200) and pixel_size(0.1, 0.1, 72) == (1, 1)
+
+
+def test_the_budget_counts_pdfium_time_only_and_is_shared_by_opens(renderer: PdfRenderer) -> None:
+    """The server OCRs a page between two renderer calls: that time is not pdfium's and must not use up
+    the next page's budget; a document opened twice (checked, then read) has one budget for both."""
+    data = build_pdf([text_page(["FIRST"]), text_page(["SECOND"])])
+    limits = PdfLimits(dpi=100, max_pages=8, max_pixels=40_000_000, timeout_s=1.5)
+    with renderer.open(data, limits) as document:
+        document.render(1)
+        time.sleep(2.0)  # longer than the whole budget, outside pdfium
+        assert document.render(2).shape == (1100, 850, 3)
+        assert 0 < document.budget.left < 1.5
+    spent = PdfBudget(0.0)
+    with pytest.raises(DecodeError) as caught:
+        renderer.open(data, limits, budget=spent)
+    assert caught.value.code == "pdf_too_complex"

@@ -41,9 +41,9 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
             warnings.simplefilter("ignore")
             image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
-        if data.startswith(b"%PDF"):  # invoices often come as PDF: say what to do instead
+        if data.startswith(b"%PDF"):  # the API reads PDFs as documents (server.documents.sources)
             raise DecodeError(415, "unsupported_image_format",
-                           "PDF is not accepted: render each page to an image (PNG or JPEG) and send those") from exc
+                              "the data is a PDF, not an image") from exc
         raise DecodeError(422, "invalid_image", "the data is not an image in a format this server reads") from exc
     except Exception as exc:  # a header so broken Pillow cannot even identify it
         raise DecodeError(422, "invalid_image", f"cannot read the image header: {exc}") from exc

@@ -2,8 +2,10 @@
 
 pdfium (pypdfium2) runs in renderer processes (`server.documents.pdfium_worker`, which says why), one
 per document being read, kept for reuse by a small pool. Every pdfium call of a document shares one
-wall-clock budget (`PdfLimits.timeout_s`); a renderer that runs past it is killed and the client gets
-422 `pdf_too_complex`. The renderer's address space is limited too (`memory_mb`).
+budget of wall-clock time (`PdfLimits.timeout_s`, a `PdfBudget`): the time the renderer spends on its
+calls, not the time between them (the OCR of a page already rendered must not use up the budget of the
+next one), across every open of the document. A renderer that runs past it is killed and the client
+gets 422 `pdf_too_complex`. The renderer's address space is limited too (`memory_mb`).
 
 Checks, cheapest first, each a `DecodeError` (README, "Documents and fields", has the table):
 1. in this process, on the bytes: no `%%EOF` in the last KiB (truncated upload), JavaScript actions or
@@ -63,6 +65,16 @@ class PdfLimits:
                    timeout_s=settings.pdf_timeout_s)
 
 
+class PdfBudget:
+    """pdfium time left to one document, in seconds; spent by each renderer call as it runs."""
+
+    def __init__(self, seconds: float) -> None:
+        self.left = seconds
+
+    def charge(self, seconds: float) -> None:
+        self.left -= seconds
+
+
 def pixel_size(width_pt: float, height_pt: float, dpi: float) -> tuple[int, int]:
     """A page's rendered size in pixels: its size in points (1/72 inch) at `dpi`, at least 1x1."""
     return max(1, round(width_pt * dpi / 72.0)), max(1, round(height_pt * dpi / 72.0))
@@ -89,9 +101,9 @@ class _Renderer:
             self.kill()
             raise RuntimeError(f"the PDF renderer process did not start within {_RENDERER_START_S:.0f} s")
 
-    def call(self, op: str, deadline: float, page: int | None = None, payload: bytes | None = None,
+    def call(self, op: str, timeout_s: float, page: int | None = None, payload: bytes | None = None,
              **args: Any) -> tuple[dict[str, Any], bytes]:
-        """Send one request and wait for its reply until `deadline` (time.monotonic); kill on timeout."""
+        """Send one request and wait `timeout_s` for its reply; kill the renderer past that."""
         request: dict[str, Any] = {"op": op, "args": args}
         if payload is not None:
             request["payload"] = True
@@ -99,12 +111,9 @@ class _Renderer:
             self.conn.send_bytes(json.dumps(request).encode())
             if payload is not None:
                 self.conn.send_bytes(payload)
-            if not self.conn.poll(max(0.0, deadline - time.monotonic())):
+            if not self.conn.poll(max(0.0, timeout_s)):
                 self.kill()
-                raise DecodeError(422, "pdf_too_complex",
-                                  "the PDF took longer to render than this server allows (OCR_PDF_TIMEOUT_S)"
-                                  + (f"; stopped on page {page}" if page else ""),
-                                  **({"page": page} if page else {}))
+                raise _too_slow(page)
             reply = json.loads(self.conn.recv_bytes())
             blob = self.conn.recv_bytes() if reply.get("payload") else b""
             if reply.get("retire"):  # it exits after this reply; never reuse it
@@ -159,15 +168,17 @@ class PdfRenderer:
                 return
         renderer.kill()
 
-    def open(self, data: bytes, limits: PdfLimits, selection: PageSelection | None = None) -> "PdfDocument":
+    def open(self, data: bytes, limits: PdfLimits, selection: PageSelection | None = None,
+             budget: PdfBudget | None = None) -> "PdfDocument":
         """Check and open `data`; the pages to read are chosen and size-checked here, before any is
-        rendered. Close the document (or use it as a context manager) to free its renderer."""
+        rendered. Close the document (or use it as a context manager) to free its renderer. Pass the
+        `budget` of an earlier open of the same bytes to have both share it (a new one otherwise)."""
         check_bytes(data)
+        budget = budget if budget is not None else PdfBudget(limits.timeout_s)
         renderer = self._take()
-        deadline = time.monotonic() + limits.timeout_s
         try:
-            info, _ = renderer.call("open", deadline, payload=data)
-            return PdfDocument(self, renderer, limits, deadline, info, selection)
+            info, _ = _timed(budget, renderer, "open", payload=data)
+            return PdfDocument(self, renderer, limits, budget, info, selection)
         except BaseException:
             self._release(renderer)
             raise
@@ -176,7 +187,7 @@ class PdfRenderer:
         """Close whatever `renderer` has open and keep it for the next document, or kill it."""
         if renderer.alive and not renderer.conn.closed:
             try:
-                renderer.call("close", time.monotonic() + 10.0)
+                renderer.call("close", 10.0)
             except DecodeError:
                 return  # it was killed
             self._give_back(renderer)
@@ -188,6 +199,24 @@ class PdfRenderer:
             idle, self._idle = self._idle, []
         for renderer in idle:
             renderer.kill()
+
+
+def _too_slow(page: int | None) -> DecodeError:
+    return DecodeError(422, "pdf_too_complex", "the PDF took longer to render than this server allows "
+                       "(OCR_PDF_TIMEOUT_S)" + (f"; stopped on page {page}" if page else ""),
+                       **({"page": page} if page else {}))
+
+
+def _timed(budget: PdfBudget, renderer: _Renderer, op: str, page: int | None = None, payload: bytes | None = None,
+           **args: Any) -> tuple[dict[str, Any], bytes]:
+    """One renderer call within what is left of `budget`, charged with the time it took."""
+    if budget.left <= 0:
+        raise _too_slow(page)
+    start = time.monotonic()
+    try:
+        return renderer.call(op, budget.left, page, payload, **args)
+    finally:
+        budget.charge(time.monotonic() - start)
 
 
 def check_bytes(data: bytes) -> None:
@@ -215,9 +244,9 @@ class PdfPage:
 class PdfDocument:
     """An open, checked PDF and the pages chosen to be read."""
 
-    def __init__(self, owner: PdfRenderer, renderer: _Renderer, limits: PdfLimits, deadline: float,
+    def __init__(self, owner: PdfRenderer, renderer: _Renderer, limits: PdfLimits, budget: PdfBudget,
                  info: dict[str, Any], selection: PageSelection | None) -> None:
-        self._owner, self.limits, self._deadline = owner, limits, deadline
+        self._owner, self.limits, self.budget = owner, limits, budget
         self._renderer: _Renderer | None = renderer
         if info["javascript"]:
             raise DecodeError(422, "pdf_javascript", "the PDF contains document-level JavaScript; this server does "
@@ -254,7 +283,7 @@ class PdfDocument:
     def _call(self, op: str, page: int, **args: Any) -> tuple[dict[str, Any], bytes]:
         if self._renderer is None:
             raise RuntimeError("the PDF document is closed")
-        return self._renderer.call(op, self._deadline, page=page, index=page - 1, **args)
+        return _timed(self.budget, self._renderer, op, page, index=page - 1, **args)
 
     def inspect(self, number: int) -> PageText:
         """Load the page (its content is parsed now) and check what it holds."""

@@ -229,3 +229,61 @@ def typeset(pages: list[tuple[float, float, list[PlacedText]]]) -> bytes:
     document.save(buffer)
     document.close()
     return buffer.getvalue()
+
+
+# -- documents a server must refuse, each the smallest file that shows one problem ------------------------
+
+
+def encrypted_pdf() -> bytes:
+    """Needs a password to open (RC4, revision 2)."""
+    return build_pdf([text_page(["SECRET"])], user_password=b"hunter2")
+
+
+def corrupt_pdf() -> bytes:
+    """A PDF header and end marker around bytes that are no PDF at all."""
+    noise = hashlib.sha256(b"corrupt").digest() * 125  # 4000 bytes, the same every time
+    return b"%PDF-1.7\n" + noise + b"\n%%EOF\n"
+
+
+def truncated_pdf(keep: float = 0.6) -> bytes:
+    """An upload cut short: the first `keep` of a three-page document."""
+    data = build_pdf([text_page(["TRUNCATED UPLOAD"]) for _ in range(3)])
+    return data[: int(len(data) * keep)]
+
+
+def zero_page_pdf() -> bytes:
+    return build_pdf([])
+
+
+def page_count_bomb(pages: int = 5000) -> bytes:
+    """`pages` empty pages in a few hundred KB."""
+    writer = PdfWriter()
+    catalog, tree = writer.reserve(), writer.reserve()
+    kids = [writer.add(b"<< /Type /Page /Parent %d 0 R /MediaBox [0 0 612 792] >>" % tree) for _ in range(pages)]
+    writer.set(tree, b"<< /Type /Pages /Kids [%s] /Count %d >>" % (b" ".join(b"%d 0 R" % k for k in kids), pages))
+    writer.set(catalog, b"<< /Type /Catalog /Pages %d 0 R >>" % tree)
+    return writer.build(catalog)
+
+
+def page_size_bomb() -> bytes:
+    """An A4-sized text page, then a 200 x 200 inch page (the largest the format allows)."""
+    return build_pdf([text_page(["A4 FIRST"]), PageSpec(width=14400, height=14400)])
+
+
+def javascript_pdf() -> bytes:
+    """A script run when the document opens."""
+    return build_pdf([text_page(["HELLO"])], catalog_extra=b"/OpenAction 2 0 R",
+                     extra_objects=[b"<< /S /JavaScript /JS (app.alert\\('hi'\\)) >>"])
+
+
+def embedded_file_pdf() -> bytes:
+    """An attachment in the document's EmbeddedFiles name tree (as ZUGFeRD invoices carry their XML)."""
+    spec = b"<< /Type /Filespec /F (invoice.xml) /EF << /F 4 0 R >> >>"
+    return build_pdf([text_page(["HELLO"])], catalog_extra=b"/Names << /EmbeddedFiles 2 0 R >>",
+                     extra_objects=[b"<< /Names [(invoice.xml) 3 0 R] >>", spec,
+                                    b"<< /Type /EmbeddedFile /Length 5 >>\nstream\n<x/>\n\nendstream"])
+
+
+def slow_page_pdf(fills: int = 100_000) -> bytes:
+    """`fills` full-page rectangle fills: a few KB compressed, minutes of rendering."""
+    return build_pdf([PageSpec(extra_content=b"0 0 612 792 re f\n" * fills)])
