@@ -150,6 +150,10 @@ class Settings:
     # version a candidate's golden-set CER may be, and the CER above which no version ever serves.
     gate_tolerance: float = field(default=0.01, metadata={"env": "OCR_GATE_TOLERANCE", "min": 0.0})
     gate_max_cer: float = field(default=0.3, metadata={"env": "OCR_GATE_MAX_CER", "min": 0.0})
+    # Only for golden sets with expected fields (NAME.fields.json): the share of them a candidate must
+    # match exactly, and how far below the live version's share it may fall.
+    gate_min_field_match: float = field(default=0.8, metadata={"env": "OCR_GATE_MIN_FIELD_MATCH", "min": 0.0})
+    gate_field_tolerance: float = field(default=0.05, metadata={"env": "OCR_GATE_FIELD_TOLERANCE", "min": 0.0})
     # Page shapes (HEIGHTxWIDTH, comma-separated) run through a new version before it serves.
     warmup_shapes: str = field(default="960x480,480x800,320x320", metadata={"env": "OCR_WARMUP_SHAPES"})
 
@@ -208,6 +212,10 @@ class Settings:
             _, sep, port = self.metrics_bind.rpartition(":")
             if not sep or not port.isdigit():
                 raise ConfigError(f"OCR_METRICS_BIND must be HOST:PORT or empty, got {self.metrics_bind!r}")
+        for name, value in (("OCR_GATE_MIN_FIELD_MATCH", self.gate_min_field_match),
+                            ("OCR_GATE_FIELD_TOLERANCE", self.gate_field_tolerance)):
+            if value > 1.0:
+                raise ConfigError(f"{name} is a share of the expected fields, within 0..1; got {value}")
         if not 36 <= self.pdf_dpi <= 600:
             raise ConfigError(f"OCR_PDF_DPI must be within 36..600, got {self.pdf_dpi}")
         if self.pdf_text not in {"auto", "ocr", "layer"}:

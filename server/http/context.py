@@ -47,7 +47,8 @@ def lifecycle_config(settings: Settings) -> LifecycleConfig:
         poll_s=settings.poll_interval_s,
         debounce_s=settings.debounce_s,
         settle_s=settings.settle_s,
-        gate=GatePolicy(tolerance=settings.gate_tolerance, max_cer=settings.gate_max_cer),
+        gate=GatePolicy(tolerance=settings.gate_tolerance, max_cer=settings.gate_max_cer,
+                        min_field_match=settings.gate_min_field_match, field_tolerance=settings.gate_field_tolerance),
         warmup_shapes=settings.warmup_shape_list,
         drain_timeout_s=float(settings.timeout_s),
     )

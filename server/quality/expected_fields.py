@@ -22,6 +22,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Mapping
 
+from server.fields import FIELD_KINDS, extract_fields
 from server.fields.types import DocumentFields
 from server.quality.textmetrics import normalize_text
 
@@ -40,15 +41,32 @@ class ExpectedFields:
         return {"kind": self.kind, "fields": self.fields}
 
 
+def field_names(kind: str) -> frozenset[str]:
+    """The fields extraction reports for `kind` (what an expected-fields file may name)."""
+    return frozenset(extract_fields(kind, []).fields) | ({"amounts_agree"} if kind == "cheque" else frozenset())
+
+
 def read_expected_fields(directory: Path) -> dict[str, ExpectedFields]:
-    """Every `NAME.fields.json` of a golden directory, by NAME."""
+    """Every `NAME.fields.json` of a golden directory, by NAME. A file that does not parse, names an
+    unknown kind or a field the kind does not have is an error (ValueError): a misspelt field would
+    otherwise be scored as a miss on every version."""
     out = {}
     for path in sorted(directory.glob(f"*{SUFFIX}")):
         name = path.name[: -len(SUFFIX)]
-        data = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"{path} is not UTF-8 JSON: {exc}") from exc
         if not isinstance(data, dict) or not isinstance(data.get("fields"), dict) or "kind" not in data:
             raise ValueError(f"{path}: expected {{\"kind\": ..., \"fields\": {{...}}}}")
-        out[name] = ExpectedFields(name, str(data["kind"]), dict(data["fields"]))
+        kind = data["kind"]
+        if kind not in FIELD_KINDS:
+            raise ValueError(f"{path}: kind must be one of {', '.join(FIELD_KINDS)}, got {kind!r}")
+        unknown = sorted(set(data["fields"]) - field_names(kind))
+        if unknown:
+            raise ValueError(f"{path}: no field(s) {', '.join(unknown)} in a document of kind {kind}; "
+                             f"known: {', '.join(sorted(field_names(kind)))}")
+        out[name] = ExpectedFields(name, kind, dict(data["fields"]))
     return out
 
 
