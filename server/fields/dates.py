@@ -112,3 +112,10 @@ def parse_date(text: str, order: str = "DMY") -> date | None:
     """The first date in `text` (for reading an expected value such as SROIE's `date` key)."""
     dates = find_dates(text, order)
     return dates[0].value if dates else None
+
+
+def warm_up() -> None:
+    """Have dateparser load what it loads on first use: every language's data (a date no language
+    reads makes it try them all) and what a first match costs on top."""
+    _named("5 Qqq 2018")
+    _named("25 Dec 2018")

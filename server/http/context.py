@@ -1,18 +1,22 @@
-"""What a worker's request handlers share: the settings and the model lifecycle.
+"""What a worker's request handlers share: the settings, the model lifecycle and the PDF renderers.
 
 Built by the app factory inside the worker (never at import time, never in the Gunicorn master), from
-`Settings`: this is where the settings become the lifecycle's and the runtime's own configuration.
-Handlers reach it through `current_context()`.
+`Settings`: this is where the settings become the lifecycle's, the runtime's and the documents' own
+configuration. Handlers reach it through `current_context()`.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
 from flask import current_app
 
 from server.config import Settings
+from server.documents.pdf import PdfLimits, PdfRenderer
+from server.documents.sources import DocumentLimits
+from server.fields.dates import warm_up as warm_up_dates
 from server.governance.audit import AuditLog, audit_log_from_settings
 from server.lifecycle import Lifecycle, LifecycleConfig
 from server.lifecycle.statedir import StatePaths
@@ -54,11 +58,18 @@ def lifecycle_config(settings: Settings) -> LifecycleConfig:
     )
 
 
+def document_limits(settings: Settings) -> DocumentLimits:
+    return DocumentLimits(max_pixels=settings.max_image_pixels, max_pages=settings.max_pdf_pages,
+                          pdf=PdfLimits.from_settings(settings))
+
+
 @dataclass
 class ServerContext:
     settings: Settings
     lifecycle: Lifecycle
     audit: AuditLog
+    pdf_renderer: PdfRenderer  # this worker's pdfium processes (one per PDF being read, a few kept idle)
+    documents: DocumentLimits
 
     @classmethod
     def build(cls, settings: Settings) -> "ServerContext":
@@ -67,7 +78,16 @@ class ServerContext:
         lifecycle = Lifecycle.build(
             ModelRepository(settings.model_repo, settings.pipeline_name), runtime_options(settings, slot),
             lifecycle_config(settings), StatePaths(settings.effective_state_dir, settings.pipeline_name), audit, slot)
-        return cls(settings, lifecycle, audit)
+        # dateparser loads its language data on first use (a few tenths of a second, bench/RESULTS.md):
+        # paid once here, as the worker starts, not by the first request that asks for fields.
+        warm_up_dates()
+        context = cls(settings, lifecycle, audit, PdfRenderer(settings.pdf_memory_mb), document_limits(settings))
+        atexit.register(context.close)  # the renderers also die with their worker (PR_SET_PDEATHSIG)
+        return context
+
+    def close(self) -> None:
+        """Stop what the worker started: the PDF renderer processes."""
+        self.pdf_renderer.close()
 
 
 def current_context() -> ServerContext:
