@@ -103,6 +103,21 @@ class Settings:
     max_image_pixels: int = field(default=40_000_000, metadata={"env": "OCR_MAX_IMAGE_PIXELS", "min": 1})
     max_images_per_request: int = field(default=16, metadata={"env": "OCR_MAX_IMAGES", "min": 1})
 
+    # -- documents (see README, "PDF and multi-page TIFF input") --
+    # Rendering resolution of PDF pages (bench/RESULTS.md, "PDF rendering resolution").
+    pdf_dpi: int = field(default=200, metadata={"env": "OCR_PDF_DPI", "min": 36})
+    # Pages one document (PDF or multi-page TIFF) may have read; more is refused unless `pages` picks some.
+    max_pdf_pages: int = field(default=16, metadata={"env": "OCR_MAX_PDF_PAGES", "min": 1})
+    # Wall-clock time pdfium may spend on one PDF (open, parse, render, text, all pages); past it the
+    # renderer process is killed and the request answered 422 pdf_too_complex.
+    pdf_timeout_s: float = field(default=20.0, metadata={"env": "OCR_PDF_TIMEOUT_S", "min": 0.1})
+    # Address-space limit of a PDF renderer process, MB; 0: none.
+    pdf_memory_mb: int = field(default=1536, metadata={"env": "OCR_PDF_MEMORY_MB", "min": 0})
+    # Default of the `pdf_text` option: auto (the text layer where the page is born digital), ocr, layer.
+    pdf_text: str = field(default="auto", metadata={"env": "OCR_PDF_TEXT"})
+    # Default of the `fields` option: empty (no fields), receipt, invoice or cheque.
+    default_fields: str = field(default="", metadata={"env": "OCR_FIELDS"})
+
     # Prometheus multiprocess files; empty means a private temporary directory per server, removed at exit.
     metrics_dir: str = field(default="", metadata={"env": "OCR_METRICS_DIR"})
     # HOST:PORT where the Gunicorn master serves /metrics itself, away from the workers' busy threads;
@@ -135,6 +150,10 @@ class Settings:
     # version a candidate's golden-set CER may be, and the CER above which no version ever serves.
     gate_tolerance: float = field(default=0.01, metadata={"env": "OCR_GATE_TOLERANCE", "min": 0.0})
     gate_max_cer: float = field(default=0.3, metadata={"env": "OCR_GATE_MAX_CER", "min": 0.0})
+    # Only for golden sets with expected fields (NAME.fields.json): the share of them a candidate must
+    # match exactly, and how far below the live version's share it may fall.
+    gate_min_field_match: float = field(default=0.8, metadata={"env": "OCR_GATE_MIN_FIELD_MATCH", "min": 0.0})
+    gate_field_tolerance: float = field(default=0.05, metadata={"env": "OCR_GATE_FIELD_TOLERANCE", "min": 0.0})
     # Page shapes (HEIGHTxWIDTH, comma-separated) run through a new version before it serves.
     warmup_shapes: str = field(default="960x480,480x800,320x320", metadata={"env": "OCR_WARMUP_SHAPES"})
 
@@ -214,6 +233,16 @@ class Settings:
             _, sep, port = self.metrics_bind.rpartition(":")
             if not sep or not port.isdigit():
                 raise ConfigError(f"OCR_METRICS_BIND must be HOST:PORT or empty, got {self.metrics_bind!r}")
+        for name, value in (("OCR_GATE_MIN_FIELD_MATCH", self.gate_min_field_match),
+                            ("OCR_GATE_FIELD_TOLERANCE", self.gate_field_tolerance)):
+            if value > 1.0:
+                raise ConfigError(f"{name} is a share of the expected fields, within 0..1; got {value}")
+        if not 36 <= self.pdf_dpi <= 600:
+            raise ConfigError(f"OCR_PDF_DPI must be within 36..600, got {self.pdf_dpi}")
+        if self.pdf_text not in {"auto", "ocr", "layer"}:
+            raise ConfigError(f"OCR_PDF_TEXT must be 'auto', 'ocr' or 'layer', got {self.pdf_text!r}")
+        if self.default_fields not in {"", "receipt", "invoice", "cheque"}:
+            raise ConfigError(f"OCR_FIELDS must be empty, 'receipt', 'invoice' or 'cheque', got {self.default_fields!r}")
         if not self.pipeline_name.isidentifier():
             raise ConfigError(f"OCR_PIPELINE must be a plain name, got {self.pipeline_name!r}")
         if self.model_source not in {"directory", "mlflow"}:

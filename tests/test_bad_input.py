@@ -70,8 +70,8 @@ def _image_parts(count: int) -> list[tuple[str, Any]]:
 CASES: dict[str, Case] = {
     # Not an image, or a broken one.
     "not_an_image": Case(422, "invalid_image", data=b"<html>hello</html>", content_type="image/png"),
-    "pdf": Case(415, "unsupported_image_format", data=b"%PDF-1.7\n%\xe2\xe3\n",
-                content_type="application/octet-stream"),
+    # A PDF is read as a document (tests/test_documents_api.py has the bad PDFs): a bare header is a truncated one.
+    "pdf_header_only": Case(422, "corrupt_pdf", data=b"%PDF-1.7\n%\xe2\xe3\n", content_type="application/octet-stream"),
     "truncated_jpeg": Case(422, "corrupt_image", data=truncated(JPEG), content_type="image/jpeg"),
     "truncated_png": Case(422, "corrupt_image", data=truncated(PNG), content_type="image/png"),
     "corrupt_jpeg": Case(422, "corrupt_image", data=jpeg_with_broken_huffman_table(JPEG), content_type="image/jpeg"),

@@ -63,6 +63,11 @@ def test_empty_values_mean_default() -> None:
          "OCR_MODEL_SOURCE=mlflow needs OCR_MLFLOW_MODEL"),
         ({"OCR_MLFLOW_MODEL": "x' or name='y"}, "OCR_MLFLOW_MODEL must not contain quotes"),
         ({"OCR_MLFLOW_POLL_S": "0"}, "OCR_MLFLOW_POLL_S must be >= 0.1"),
+        ({"OCR_PDF_DPI": "1200"}, "OCR_PDF_DPI must be within 36..600"),
+        ({"OCR_PDF_TEXT": "text"}, "OCR_PDF_TEXT must be 'auto', 'ocr' or 'layer'"),
+        ({"OCR_FIELDS": "passport"}, "OCR_FIELDS must be empty, 'receipt', 'invoice' or 'cheque'"),
+        ({"OCR_PDF_TIMEOUT_S": "0"}, "OCR_PDF_TIMEOUT_S must be >= 0.1"),
+        ({"OCR_GATE_MIN_FIELD_MATCH": "1.5"}, "OCR_GATE_MIN_FIELD_MATCH is a share of the expected fields"),
     ],
 )
 def test_invalid_values_name_the_variable(env: dict[str, str], message: str) -> None:

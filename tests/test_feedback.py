@@ -147,3 +147,12 @@ def test_repeated_request_id_replaces_the_older_result() -> None:
     store.remember("same", "1.0.0", ["old"])
     store.remember("same", "2.0.0", ["new"])
     assert len(store) == 1 and store.claim("same", None) == ("2.0.0", "new")
+
+
+def test_a_page_answered_from_a_pdf_text_layer_takes_no_feedback() -> None:
+    """The model did not read it: its "CER" would be the PDF producer's, not the version's."""
+    store = RecentResults(capacity=4)
+    store.remember("pdf", "1.0.0", ["SCANNED PAGE", None])  # page 2 came from the text layer
+    with pytest.raises(ImageIndexError, match="text layer"):
+        store.claim("pdf", 1)
+    assert store.claim("pdf", 0) == ("1.0.0", "SCANNED PAGE")

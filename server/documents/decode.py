@@ -41,9 +41,9 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
             warnings.simplefilter("ignore")
             image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError as exc:
-        if data.startswith(b"%PDF"):  # invoices often come as PDF: say what to do instead
+        if data.startswith(b"%PDF"):  # the API reads PDFs as documents (server.documents.sources)
             raise DecodeError(415, "unsupported_image_format",
-                           "PDF is not accepted: render each page to an image (PNG or JPEG) and send those") from exc
+                              "the data is a PDF, not an image") from exc
         raise DecodeError(422, "invalid_image", "the data is not an image in a format this server reads") from exc
     except Exception as exc:  # a header so broken Pillow cannot even identify it
         raise DecodeError(422, "invalid_image", f"cannot read the image header: {exc}") from exc
@@ -64,8 +64,8 @@ def open_image(data: bytes, max_pixels: int) -> Image.Image:
     return image
 
 
-def _to_rgb_array(image: Image.Image) -> np.ndarray:
-    """Any Pillow mode -> (H, W, 3) uint8 RGB."""
+def to_rgb_array(image: Image.Image) -> np.ndarray:
+    """Any Pillow mode -> (H, W, 3) uint8 RGB (also used for each page of a multi-page TIFF)."""
     mode = image.mode
     if mode in _SIXTEEN_BIT_MODES or mode in ("I", "F"):
         values = np.asarray(image, dtype=np.float64)
@@ -95,7 +95,7 @@ def to_bgr(image: Image.Image) -> np.ndarray:
             warnings.simplefilter("ignore")
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an upright image
-            rgb = _to_rgb_array(image)
+            rgb = to_rgb_array(image)
     except Exception as exc:  # OSError (truncated), SyntaxError (broken PNG chunks), ValueError, ...
         raise DecodeError(422, "corrupt_image", f"the {image.format} image is truncated or corrupt: {exc}") from exc
     finally:

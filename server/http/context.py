@@ -1,19 +1,23 @@
-"""What a worker's request handlers share: the settings, the model lifecycle, the audit log and the
-authorizer.
+"""What a worker's request handlers share: the settings, the model lifecycle, the audit log, the
+authorizer and the PDF renderers.
 
 Built by the app factory inside the worker (never at import time, never in the Gunicorn master), from
-`Settings`: this is where the settings become the lifecycle's and the runtime's own configuration.
-Handlers reach it through `current_context()`.
+`Settings`: this is where the settings become the lifecycle's, the runtime's and the documents' own
+configuration. Handlers reach it through `current_context()`.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 from dataclasses import dataclass
 
 from flask import current_app
 
 from server.config import Settings
+from server.documents.pdf import PdfLimits, PdfRenderer
+from server.documents.sources import DocumentLimits
+from server.fields.dates import warm_up as warm_up_dates
 from server.governance.access import Authorizer
 from server.governance.audit import AuditLog, audit_log_from_settings
 from server.governance.verify import SignatureChecker
@@ -50,12 +54,18 @@ def lifecycle_config(settings: Settings) -> LifecycleConfig:
         poll_s=settings.poll_interval_s,
         debounce_s=settings.debounce_s,
         settle_s=settings.settle_s,
-        gate=GatePolicy(tolerance=settings.gate_tolerance, max_cer=settings.gate_max_cer),
+        gate=GatePolicy(tolerance=settings.gate_tolerance, max_cer=settings.gate_max_cer,
+                        min_field_match=settings.gate_min_field_match, field_tolerance=settings.gate_field_tolerance),
         warmup_shapes=settings.warmup_shape_list,
         drain_timeout_s=float(settings.timeout_s),
         require_signature=settings.require_signature,
         recheck_s=settings.signature_recheck_s,
     )
+
+
+def document_limits(settings: Settings) -> DocumentLimits:
+    return DocumentLimits(max_pixels=settings.max_image_pixels, max_pages=settings.max_pdf_pages,
+                          pdf=PdfLimits.from_settings(settings))
 
 
 @dataclass
@@ -64,6 +74,8 @@ class ServerContext:
     lifecycle: Lifecycle
     audit: AuditLog
     authorizer: Authorizer
+    pdf_renderer: PdfRenderer  # this worker's pdfium processes (one per PDF being read, a few kept idle)
+    documents: DocumentLimits
 
     @classmethod
     def build(cls, settings: Settings) -> "ServerContext":
@@ -75,7 +87,17 @@ class ServerContext:
             ModelRepository(settings.model_repo, settings.pipeline_name), runtime_options(settings, slot),
             lifecycle_config(settings), StatePaths(settings.effective_state_dir, settings.pipeline_name), audit, slot,
             SignatureChecker.from_settings(settings))
-        return cls(settings, lifecycle, audit, Authorizer.from_settings(settings))
+        # dateparser loads its language data on first use (a few tenths of a second, bench/RESULTS.md):
+        # paid once here, as the worker starts, not by the first request that asks for fields.
+        warm_up_dates()
+        context = cls(settings, lifecycle, audit, Authorizer.from_settings(settings),
+                      PdfRenderer(settings.pdf_memory_mb), document_limits(settings))
+        atexit.register(context.close)  # the renderers also die with their worker (PR_SET_PDEATHSIG)
+        return context
+
+    def close(self) -> None:
+        """Stop what the worker started: the PDF renderer processes."""
+        self.pdf_renderer.close()
 
 
 def current_context() -> ServerContext:

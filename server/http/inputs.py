@@ -1,7 +1,9 @@
-"""Request bodies: a raw image, multipart `image` parts, or JSON base64 `image` / `images`.
+"""Request bodies: a raw image or PDF, multipart `image` parts, or JSON base64 `image` / `images`.
 
-`read_request` returns the image bytes in order and the raw options; every way a body can be wrong
-is a 4xx `ApiError` that says how to send it instead.
+`read_request` returns the inputs' bytes in order and the raw options; every way a body can be wrong
+is a 4xx `ApiError` that says how to send it instead. What each input is (an image, a multi-page TIFF,
+a PDF) is decided from its bytes later (`server.documents.sources`), not from a declared type: clients
+label PDFs `application/octet-stream` as often as `application/pdf`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ _DATA_URL = re.compile(r"^data:[\w/+.-]*;base64,")
 _WHITESPACE = re.compile(r"\s+")
 _URL_SAFE = str.maketrans("-_", "+/")
 _IMAGE_KEYS = {"image", "images"}
-_RAW_TYPES = ("application/octet-stream", "")  # "" is a body sent without a Content-Type
+_RAW_TYPES = ("application/octet-stream", "application/pdf", "")  # "": a body sent without a Content-Type
 
 
 def _b64(value: Any, where: str) -> bytes:
@@ -91,7 +93,8 @@ def read_request(req: Request, max_images: int) -> tuple[list[bytes], dict[str, 
                 if mimetype == "application/x-www-form-urlencoded" else "")
         raise ApiError(
             415, "unsupported_media_type",
-            f"Content-Type {mimetype} is not accepted{hint}: send image/* or application/octet-stream with the "
-            "raw image, multipart/form-data with 'image' file parts, or application/json with base64",
+            f"Content-Type {mimetype} is not accepted{hint}: send image/*, application/pdf or "
+            "application/octet-stream with the raw image or PDF, multipart/form-data with 'image' file parts, "
+            "or application/json with base64",
         )
     return images, {**req.args.to_dict(), **options}

@@ -7,7 +7,7 @@ Two halves, so that the OCR handler stays readable:
   which Flask runs whatever happens;
 - the handler calls `model_chosen` once it holds a model (so a failure past that point is charged to
   that version, and the response names it) and `record_results` once the response is built
-  (per-image stages, lines, confidences, pixels; and the texts kept for feedback).
+  (per recognised page: stages, lines, confidences, pixels; and the texts kept for feedback).
 """
 
 from __future__ import annotations
@@ -47,8 +47,11 @@ def model_chosen(version: str) -> None:
     g.model_version = version
 
 
-def record_results(version: str, results: Sequence[tuple[ImageResult, float]]) -> None:
-    """Observe every image of an answered request: (result, decode seconds) in request order."""
+def record_results(version: str, results: Sequence[tuple[ImageResult, float]], texts: list[str | None]) -> None:
+    """Observe every recognised page of an answered request: (result, decode seconds) in request order;
+    `texts` is what each entry of the response's `results` holds for feedback (None: the page was
+    answered from a PDF's text layer, so not read by the model). Text-layer pages are not observed:
+    they say nothing of the model, and would fill its histograms with zeros."""
     for result, decode_s in results:
         timings = result.timings
         for stage, seconds in zip(STAGES, (decode_s, timings.det, timings.cls, timings.rec)):
@@ -58,7 +61,7 @@ def record_results(version: str, results: Sequence[tuple[ImageResult, float]]) -
         for line in result.lines:
             confidence.observe(float(line.score))
         IMAGE_PIXELS.observe(result.width * result.height)
-    recent_results().remember(g.request_id, version, [result.text for result, _ in results])
+    recent_results().remember(g.request_id, version, texts)
 
 
 def _error_code(response: Response) -> str:

@@ -1,13 +1,21 @@
 """Request options: the same names in the query string, multipart form fields or JSON keys.
 
-Each option is validated here, with a 400 that names it; the pipeline receives only a typed
-`RequestOptions`.
+Each option is validated here, with a 400 that names it. Two kinds: the pipeline's (`RequestOptions`,
+whose default is the model version's setting) and the documents' - which pages to read, a PDF's text
+layer or OCR, which fields to extract - whose defaults are the server's settings (`OCR_PDF_TEXT`,
+`OCR_FIELDS`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, TypeVar
 
+from server.config import Settings
+from server.documents.errors import DecodeError
+from server.documents.pdf import PDF_TEXT_MODES
+from server.documents.selection import PageSelection
+from server.fields import FIELD_KINDS
 from server.http.errors import ApiError
 from server.pipeline import RequestOptions
 
@@ -63,6 +71,34 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
     return value
 
 
+def _pages(value: Any) -> PageSelection:
+    try:
+        return PageSelection.parse(value if isinstance(value, str) else str(value))
+    except DecodeError as exc:
+        raise ApiError(400, "invalid_option", exc.message, **exc.details) from None
+
+
+def _fields(value: Any) -> str | None:
+    """A document kind, or `none` (also an empty value) to override a server default of OCR_FIELDS."""
+    if value in ("", "none"):
+        return None
+    return _choice("fields", value, FIELD_KINDS + ("none",))
+
+
+@dataclass(frozen=True)
+class Options:
+    ocr: RequestOptions
+    pages: PageSelection | None  # None: every page
+    pdf_text: str  # auto, ocr or layer
+    fields: str | None  # receipt, invoice, cheque, or None for no fields
+
+
+_DOCUMENT_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "pages": _pages,
+    "pdf_text": lambda v: _choice("pdf_text", v, PDF_TEXT_MODES),
+    "fields": _fields,
+}
+
 _OPTION_PARSERS: dict[str, Callable[[Any], Any]] = {
     "use_cls": lambda v: _bool("use_cls", v),
     "det_limit_side_len": lambda v: _integer("det_limit_side_len", v, 16, 4000),
@@ -74,15 +110,19 @@ _OPTION_PARSERS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def parse_options(raw: Mapping[str, Any]) -> RequestOptions:
+def parse_options(raw: Mapping[str, Any], settings: Settings) -> Options:
     """Validate request options. An unknown name is an error, not silently ignored (typos); a JSON
-    `null` means "the model's setting", like leaving the option out."""
-    unknown = sorted(set(raw) - set(_OPTION_PARSERS))
+    `null` means the default (the model's setting, or the server's), like leaving the option out."""
+    known = set(_OPTION_PARSERS) | set(_DOCUMENT_PARSERS)
+    unknown = sorted(set(raw) - known)
     if unknown:
-        raise ApiError(
-            400, "unknown_option",
-            f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(_OPTION_PARSERS))}",
-        )
-    return RequestOptions(**{
-        name: _OPTION_PARSERS[name](value) for name, value in raw.items() if value is not None
-    })
+        raise ApiError(400, "unknown_option", f"unknown option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    given = {name: value for name, value in raw.items() if value is not None}
+    documents = {name: _DOCUMENT_PARSERS[name](value) for name, value in given.items() if name in _DOCUMENT_PARSERS}
+    return Options(
+        ocr=RequestOptions(**{name: _OPTION_PARSERS[name](value) for name, value in given.items()
+                              if name in _OPTION_PARSERS}),
+        pages=documents.get("pages"),
+        pdf_text=documents.get("pdf_text", settings.pdf_text),
+        fields=documents["fields"] if "fields" in documents else (settings.default_fields or None),
+    )

@@ -1,7 +1,8 @@
 """The quality gate as the lifecycle runs it: a candidate's golden-set score against the live version's.
 
-The live version's score on the same golden set is the baseline. Computing it means running the live
-model over the whole set, so it is taken, in order of preference, from memory (the same live model
+The live version's score on the same golden set (its CER, and its field exact match when the set
+expects fields) is the baseline. Computing it means running the live model over the whole set, so it
+is taken, in order of preference, from memory (the same live model
 and set as last time), from the live version's own gate result when that was made on the same set
 (the figures are stored with its verdict), or by running the set.
 """
@@ -14,7 +15,7 @@ from typing import Any
 
 from server.lifecycle.loader import LoadedModel
 from server.observability.metrics import MODEL_GOLDEN_CER
-from server.quality.gate import GatePolicy, GateResult, GoldenScore, golden_cer, judge
+from server.quality.gate import GatePolicy, GateResult, GoldenScore, golden_score, judge
 from server.quality.golden import GoldenSet, resolve_golden_set
 
 
@@ -30,7 +31,7 @@ class Evaluator:
         manifest section, GoldenSetError / OSError for an unusable golden set)."""
         policy = self.policy.for_manifest(model.manifest.quality_gate)
         golden = resolve_golden_set(model.path, self.repo_root)
-        score = golden_cer(model.pipeline, golden.samples)
+        score = golden_score(model.pipeline, golden.samples)
         baseline = None if live is None else (live.version, self._live_score(live, live_gate, golden))
         return judge(score, golden, policy, baseline)
 
@@ -41,9 +42,10 @@ class Evaluator:
         gate = live_gate or {}
         if gate.get("golden_set_key") == golden.key and gate.get("errors") is not None:
             score = GoldenScore(cer=gate["errors"] / gate["chars"] if gate["chars"] else 0.0,
-                                errors=gate["errors"], chars=gate["chars"], images=gate["images"])
+                                errors=gate["errors"], chars=gate["chars"], images=gate["images"],
+                                field_hits=gate.get("field_hits") or 0, fields=gate.get("fields") or 0)
         else:
-            score = golden_cer(live.pipeline, golden.samples)
+            score = golden_score(live.pipeline, golden.samples)
             MODEL_GOLDEN_CER.labels(live.version).set(score.cer)
         self._baseline = (weakref.ref(live), golden.key, score)
         return score

@@ -1,7 +1,8 @@
 """Golden sets: images with known text that a version must read well enough before it serves.
 
 Format: a directory of pairs `NAME.png` (or `.jpg` / `.jpeg`) + `NAME.txt`, the expected text as UTF-8,
-one printed line per text line. The gate scores a version by CER (`server.quality.textmetrics`:
+one printed line per text line; optionally `NAME.fields.json`, the fields the image should give
+(`server.quality.expected_fields`). The gate scores a version by CER (`server.quality.textmetrics`:
 case-folded, whitespace removed), so line breaks and spacing in the `.txt` do not matter; the
 characters and their order do.
 
@@ -21,6 +22,8 @@ import numpy as np
 
 from server.documents.decode import decode_image
 from server.documents.errors import DecodeError
+from server.quality.expected_fields import SUFFIX as FIELDS_SUFFIX
+from server.quality.expected_fields import ExpectedFields, read_expected_fields
 from server.repository.layout import GOLDEN_DIR
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -41,6 +44,7 @@ class GoldenSample:
     name: str
     image: np.ndarray  # BGR uint8
     text: str
+    expected_fields: ExpectedFields | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,13 @@ def load_golden_set(directory: Path) -> list[GoldenSample]:
     unpaired_texts = sorted(texts - {p.stem for p in images})
     if unpaired_texts:
         raise GoldenSetError(f"{directory}: {', '.join(t + '.txt' for t in unpaired_texts)} without an image")
+    try:
+        expected = read_expected_fields(directory)
+    except ValueError as exc:
+        raise GoldenSetError(str(exc)) from exc
+    unpaired_fields = sorted(set(expected) - {p.stem for p in images})
+    if unpaired_fields:
+        raise GoldenSetError(f"{directory}: {', '.join(n + FIELDS_SUFFIX for n in unpaired_fields)} without an image")
     samples = []
     for image_path in images:
         text_path = image_path.with_suffix(".txt")
@@ -74,7 +85,7 @@ def load_golden_set(directory: Path) -> list[GoldenSample]:
             text = text_path.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             raise GoldenSetError(f"{text_path} is not UTF-8") from exc
-        samples.append(GoldenSample(image_path.stem, image, text))
+        samples.append(GoldenSample(image_path.stem, image, text, expected.get(image_path.stem)))
     if not samples:
         raise GoldenSetError(f"{directory} holds no NAME.png/.jpg + NAME.txt pairs")
     return samples

@@ -7,6 +7,7 @@ that reaches another worker than the one that served the request finds nothing h
 then asks for the recognised text instead.
 
 Each (request, image) accepts feedback once: a client retrying a feedback call must not count twice.
+A result answered from a PDF's own text layer was not read by the model and takes no feedback.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class ImageIndexError(ValueError):
 @dataclass
 class _Entry:
     model_version: str
-    texts: tuple[str, ...]  # recognised text of each image, in request order
+    texts: tuple[str | None, ...]  # recognised text of each result, in order; None: from a PDF's text layer
     chars: int
     claimed: set[int] = field(default_factory=set)
 
@@ -51,11 +52,11 @@ class RecentResults:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def remember(self, request_id: str, model_version: str, texts: list[str]) -> None:
+    def remember(self, request_id: str, model_version: str, texts: list[str | None]) -> None:
         """Keep what `request_id` returned; a repeated id (clients may set X-Request-Id) replaces it."""
         if self.capacity == 0:
             return
-        entry = _Entry(model_version, tuple(texts), sum(len(text) for text in texts))
+        entry = _Entry(model_version, tuple(texts), sum(len(text or "") for text in texts))
         with self._lock:
             old = self._entries.pop(request_id, None)
             if old is not None:
@@ -83,7 +84,11 @@ class RecentResults:
             if not 0 <= image_index < len(entry.texts):
                 raise ImageIndexError(
                     f"image_index {image_index} is out of range: request {request_id} had {len(entry.texts)} image(s)")
+            text = entry.texts[image_index]
+            if text is None:
+                raise ImageIndexError(f"result {image_index} of request {request_id} was read from the PDF's text "
+                                      "layer, not by the model: it takes no feedback")
             if image_index in entry.claimed:
                 raise AlreadyRecorded(f"feedback for request {request_id} image {image_index} was already recorded")
             entry.claimed.add(image_index)
-            return entry.model_version, entry.texts[image_index]
+            return entry.model_version, text

@@ -1,29 +1,31 @@
-"""`POST /v1/ocr`: images in (raw body, multipart or JSON base64), text lines out.
+"""`POST /v1/ocr`: images and documents in (raw body, multipart or JSON base64), text lines out.
 
-Read top to bottom: take the images and options out of the request (`server.http.inputs`,
-`server.http.options`), check every image's header (format, declared size) before touching a model,
-hold one model version for the whole request, decode and recognise the images one at a time (so a
-request holds one decoded image, not sixteen), answer with which version served it.
+Read top to bottom: take the inputs and options out of the request (`server.http.inputs`,
+`server.http.options`), open every input (`server.documents.sources`: its kind from its bytes, its
+pages counted, selected and size-checked) before touching a model, check the request's page budget,
+hold one model version for the whole request, then read one page at a time - recognised, or answered
+from a PDF's own text layer - and answer with one result per page and which version served it.
 """
 
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from functools import partial
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from server.documents.decode import open_image, to_bgr
 from server.documents.errors import DecodeError
+from server.documents.sources import Page, Source, open_source
+from server.fields import extract_fields
 from server.governance.roles import Action
 from server.http import instrumentation
 from server.http.auth import authorize
-from server.http.context import current_context
+from server.http.context import ServerContext, current_context
 from server.http.errors import ApiError
 from server.http.inputs import read_request
-from server.http.options import parse_options
+from server.http.options import Options, parse_options
 from server.lifecycle import Lifecycle, LoadedModel, NotReadyError
 from server.pipeline.types import ImageResult
 
@@ -33,8 +35,8 @@ instrumentation.instrument(bp)
 T = TypeVar("T")
 
 
-def _for_image(index: int, count: int, step: Callable[[], T]) -> T:
-    """Run `step` on image `index`; in a request of several images an error says which one failed."""
+def _for_input(index: int, count: int, step: Callable[[], T]) -> T:
+    """Run `step` on input `index`; in a request of several inputs an error says which one failed."""
     try:
         return step()
     except DecodeError as exc:
@@ -53,25 +55,66 @@ def _hold_model(stack: ExitStack, lifecycle: Lifecycle) -> LoadedModel:
         raise err from None
 
 
+def _open_all(stack: ExitStack, ctx: ServerContext, blobs: list[bytes], options: Options) -> list[Source]:
+    """Open every input and check the request's page budget: OCR_MAX_IMAGES is the most results (images
+    and document pages together) one request may ask for, as each holds a worker thread for its OCR."""
+    sources = []
+    for index, blob in enumerate(blobs):
+        source = _for_input(index, len(blobs), partial(open_source, blob, ctx.documents, options.pages,
+                                                       options.pdf_text, ctx.pdf_renderer))
+        stack.callback(source.close)
+        sources.append(source)
+    total, limit = sum(len(source.numbers) for source in sources), ctx.settings.max_images_per_request
+    if total > limit:
+        raise ApiError(413, "too_many_images",
+                       f"{total} pages to read in one request (images and document pages); the limit is {limit} "
+                       "(OCR_MAX_IMAGES): send fewer, or choose pages with the pages option",
+                       pages=total, max_images=limit)
+    return sources
+
+
+def _pages(index: int, count: int, source: Source) -> Iterator[Page]:
+    """The pages of input `index`, a failure on one of them named by its input and page."""
+    with closing(source.pages()) as pages:
+        while (page := _for_input(index, count, partial(next, pages, None))) is not None:
+            yield page
+
+
 def _ms(seconds: float) -> float:
     return round(seconds * 1000, 2)
 
 
-def _result_json(result: ImageResult, decode_s: float) -> dict[str, Any]:
-    timings = result.timings
+def _page_json(index: int, page: Page, result: ImageResult | None) -> dict[str, Any]:
+    """One result: where it came from, then lines as the pipeline or the PDF's text layer gave them."""
+    if result is not None:
+        lines, stages = result.lines, (result.timings.det, result.timings.cls, result.timings.rec)
+    else:
+        lines, stages = page.layer or [], (0.0, 0.0, 0.0)
     return {
-        "width": result.width,
-        "height": result.height,
-        "lines": [line.to_json() for line in result.lines],
-        "text": result.text,
+        "input": index,
+        "page": page.number,
+        "source": "ocr" if result is not None else "text_layer",
+        "width": page.width,
+        "height": page.height,
+        "lines": [line.to_json() for line in lines],
+        "text": "\n".join(line.text for line in lines),
         "timing_ms": {
-            "decode": _ms(decode_s),
-            "det": _ms(timings.det),
-            "cls": _ms(timings.cls),
-            "rec": _ms(timings.rec),
-            "total": _ms(decode_s + timings.det + timings.cls + timings.rec),
+            "decode": _ms(page.read_s),
+            "det": _ms(stages[0]),
+            "cls": _ms(stages[1]),
+            "rec": _ms(stages[2]),
+            "total": _ms(page.read_s + sum(stages)),
         },
     }
+
+
+def _add_fields(entry: dict[str, Any], kind: str, lines: list[Any]) -> None:
+    start = time.perf_counter()
+    entry["fields"] = extract_fields(kind, lines).to_json()
+    timing = entry["timing_ms"]
+    spent = _ms(time.perf_counter() - start)
+    timing["fields"] = spent
+    timing["total"] = round(timing.pop("total") + spent, 2)  # and kept last
 
 
 @bp.post("/v1/ocr")
@@ -79,32 +122,33 @@ def ocr() -> Response:
     started = time.perf_counter()
     authorize(Action.INFER)  # open unless OCR_INFERENCE_AUTH=1
     ctx = current_context()
-    limits = ctx.settings
-    blobs, raw_options = read_request(request, limits.max_images_per_request)
-    options = parse_options(raw_options)
+    blobs, raw_options = read_request(request, ctx.settings.max_images_per_request)
+    options = parse_options(raw_options, ctx.settings)
 
-    count = len(blobs)
-    opened, open_s = [], []
-    for index, blob in enumerate(blobs):
-        start = time.perf_counter()
-        opened.append(_for_image(index, count, partial(open_image, blob, limits.max_image_pixels)))
-        open_s.append(time.perf_counter() - start)
-
-    observed: list[tuple[ImageResult, float]] = []
+    results: list[dict[str, Any]] = []
+    observed: list[tuple[ImageResult, float]] = []  # the recognised pages, for the metrics
+    texts: list[str | None] = []  # what the model read, per result (None: a text-layer page)
     with ExitStack() as stack:
+        sources = _open_all(stack, ctx, blobs, options)
         model = _hold_model(stack, ctx.lifecycle)
         instrumentation.model_chosen(model.version)
-        for index, header in enumerate(opened):
-            start = time.perf_counter()
-            image = _for_image(index, count, partial(to_bgr, header))
-            decode_s = open_s[index] + time.perf_counter() - start
-            observed.append((model.pipeline.run(image, options), decode_s))
+        for index, source in enumerate(sources):
+            for page in _pages(index, len(sources), source):
+                result = model.pipeline.run(page.image, options.ocr) if page.image is not None else None
+                page.image = None  # one decoded page at a time
+                entry = _page_json(index, page, result)
+                if options.fields is not None:
+                    _add_fields(entry, options.fields, result.lines if result is not None else page.layer or [])
+                results.append(entry)
+                if result is not None:
+                    observed.append((result, page.read_s))
+                texts.append(entry["text"] if result is not None else None)
 
     response = jsonify({
         "request_id": g.request_id,
         "model": {"name": model.name, "version": model.version},
-        "results": [_result_json(result, decode_s) for result, decode_s in observed],
+        "results": results,
         "timing_ms": {"total": _ms(time.perf_counter() - started)},
     })
-    instrumentation.record_results(model.version, observed)
+    instrumentation.record_results(model.version, observed, texts)
     return response
