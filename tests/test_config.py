@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from server import cli
+from server.cli.settings import settings_with
 from server.config import ConfigError, Settings
 from tests.support.server import ROOT
 
@@ -110,7 +111,7 @@ def test_serve_flags_win_over_environment(private_environ: dict[str, str]) -> No
     private_environ.update({"OCR_WORKERS": "7", "OCR_THREADS": "9", "OCR_BIND": "127.0.0.1:1"})
     args = cli.build_parser().parse_args(
         ["serve", "--bind", "127.0.0.1:9100", "--workers", "3", "--model-repo", "/data/models"])
-    settings = cli._settings_with(args)
+    settings = settings_with(args)
     assert settings.bind == "127.0.0.1:9100" and settings.workers == 3
     assert settings.threads == 9  # not given as a flag: the environment's value stands
     assert settings.model_repo == Path("/data/models")

