@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, TypeVar
 
 from server.config import Settings
-from server.documents.errors import DecodeError
+from server.documents.errors import DecodeError, shown
 from server.documents.pdf import PDF_TEXT_MODES
 from server.documents.selection import PageSelection
 from server.fields import FIELD_KINDS
@@ -33,29 +33,29 @@ def _bool(name: str, value: Any) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise ApiError(400, "invalid_option", f"{name} must be a boolean (true/false, 1/0), got {value!r}")
+    raise ApiError(400, "invalid_option", f"{name} must be a boolean (true/false, 1/0), got {shown(value)}")
 
 
 def _integer(name: str, value: Any, low: int, high: int) -> int:
     """An integer, given as a JSON number or a string; 960.0 is accepted, 960.5 is not."""
     if isinstance(value, bool):
-        raise ApiError(400, "invalid_option", f"{name} must be an integer, got {value!r}")
+        raise ApiError(400, "invalid_option", f"{name} must be an integer, got {shown(value)}")
     try:
         number = float(value) if isinstance(value, float) else int(str(value).strip())
     except ValueError:
-        raise ApiError(400, "invalid_option", f"{name} must be an integer, got {value!r}") from None
+        raise ApiError(400, "invalid_option", f"{name} must be an integer, got {shown(value)}") from None
     if number != int(number):
-        raise ApiError(400, "invalid_option", f"{name} must be an integer, got {value!r}")
+        raise ApiError(400, "invalid_option", f"{name} must be an integer, got {shown(value)}")
     return _within(name, int(number), low, high)
 
 
 def _real(name: str, value: Any, low: float, high: float) -> float:
     if isinstance(value, bool):
-        raise ApiError(400, "invalid_option", f"{name} must be a number, got {value!r}")
+        raise ApiError(400, "invalid_option", f"{name} must be a number, got {shown(value)}")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ApiError(400, "invalid_option", f"{name} must be a number, got {value!r}") from None
+        raise ApiError(400, "invalid_option", f"{name} must be a number, got {shown(value)}") from None
     return _within(name, number, low, high)
 
 
@@ -67,7 +67,7 @@ def _within(name: str, number: T, low: float, high: float) -> T:
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
-        raise ApiError(400, "invalid_option", f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        raise ApiError(400, "invalid_option", f"{name} must be one of {', '.join(allowed)}, got {shown(value)}")
     return value
 
 
