@@ -123,6 +123,12 @@ def test_ocr_answers_match_the_document(server: RunningServer) -> None:
     ({"data": b"[" * 100_000 + b"]" * 100_000, "headers": {"Content-Type": "application/json"}}, 400, "invalid_json"),
     ({"json": {"image": "aGk=", "use_cls": _nested(40)}}, 400, "invalid_json"),
     ({"json": {"image": "aGk=", "pages": "9" * 5000}}, 400, "invalid_option"),  # past int()'s 4300 digits
+    # JSON's NaN / Infinity for an integer option reached int() (ValueError / OverflowError: 500)
+    ({"data": '{"image": "aGk=", "det_limit_side_len": Infinity}', "headers": {"Content-Type": "application/json"}},
+     400, "invalid_option"),
+    ({"data": '{"image": "aGk=", "det_limit_side_len": NaN}', "headers": {"Content-Type": "application/json"}},
+     400, "invalid_option"),
+    ({"json": {"image": "aGk=", "pages": -2}}, 400, "invalid_option"),
 ])
 def test_ocr_errors_match_the_document(server: RunningServer, kwargs: dict[str, Any], status: int, code: str) -> None:
     response = _post_ocr(server, **kwargs)

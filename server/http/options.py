@@ -8,6 +8,7 @@ layer or OCR, which fields to extract - whose defaults are the server's settings
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, TypeVar
 
@@ -38,7 +39,8 @@ def _bool(name: str, value: Any) -> bool:
 
 def _integer(name: str, value: Any, low: int, high: int) -> int:
     """An integer, given as a JSON number or a string; 960.0 is accepted, 960.5 is not."""
-    if isinstance(value, bool):
+    # JSON's NaN and Infinity (and 1e400) arrive as floats that int() cannot take: refused here, not a 500.
+    if isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
         raise ApiError(400, "invalid_option", f"{name} must be an integer, got {shown(value)}")
     try:
         number = float(value) if isinstance(value, float) else int(str(value).strip())
@@ -72,6 +74,10 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
 
 
 def _pages(value: Any) -> PageSelection:
+    """Pages as text (`1-3,5`), or one page as a JSON integer (`3`; not `-2`, whose text means "the first two")."""
+    if isinstance(value, bool) or (isinstance(value, int) and value < 1):
+        raise ApiError(400, "invalid_option", f"pages must be page numbers and ranges such as 1-3,5; got {shown(value)}",
+                       option="pages")
     try:
         return PageSelection.parse(value if isinstance(value, str) else str(value))
     except DecodeError as exc:
