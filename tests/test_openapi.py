@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
+from flask import Flask
 from openapi_spec_validator import validate
 from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
 
@@ -46,8 +47,11 @@ def test_the_validator_would_catch_a_broken_document() -> None:
         validate(broken)
 
 
-def _flask_routes() -> set[tuple[str, str]]:
-    app = create_app(Settings(model_repo=ROOT / "models"), start=False)
+def _app() -> Flask:
+    return create_app(Settings(model_repo=ROOT / "models"), start=False)
+
+
+def _flask_routes(app: Flask) -> set[tuple[str, str]]:
     routes = set()
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
@@ -63,9 +67,15 @@ def _documented() -> set[tuple[str, str]]:
 
 
 def test_every_route_is_documented_and_every_entry_is_a_route() -> None:
-    routes, documented = _flask_routes(), _documented()
+    routes, documented = _flask_routes(_app()), _documented()
     assert routes - documented == set(), "routes without an entry in server/http/openapi.yaml"
     assert documented - routes == set(), "entries of server/http/openapi.yaml without a route"
+
+
+def test_a_new_route_without_an_entry_is_caught() -> None:
+    app = _app()
+    app.add_url_rule("/v1/models/<version>/canary", "canary", lambda version: "", methods=["POST"])
+    assert _flask_routes(app) - _documented() == {("POST", "/v1/models/{version}/canary")}
 
 
 def _properties(name: str) -> set[str]:
@@ -87,27 +97,22 @@ def test_feedback_fields_and_audit_parameters_are_the_handlers() -> None:
 
 # --- real answers of a live server ---------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def server(admin_server: RunningServer) -> Iterator[RunningServer]:
-    yield admin_server
-
-
 def _post_ocr(server: RunningServer, **kwargs: Any) -> requests.Response:
     return check(requests.post(f"{server.url}/v1/ocr", timeout=120, **kwargs))
 
 
-def test_ocr_answers_match_the_document(server: RunningServer) -> None:
-    raw = _post_ocr(server, data=PNG, headers={"Content-Type": "image/png"}, params={"fields": "receipt"})
+def test_ocr_answers_match_the_document(admin_server: RunningServer) -> None:
+    raw = _post_ocr(admin_server, data=PNG, headers={"Content-Type": "image/png"}, params={"fields": "receipt"})
     assert raw.status_code == 200 and "TOTAL" in raw.json()["results"][0]["text"]
     assert raw.json()["results"][0]["fields"]["kind"] == "receipt"
     parts = [("image", ("a.png", PNG, "image/png")), ("image", ("b.png", PNG, "image/png"))]
-    multipart = _post_ocr(server, files=parts, data={"use_cls": "false", "drop_score": "0.6"})
+    multipart = _post_ocr(admin_server, files=parts, data={"use_cls": "false", "drop_score": "0.6"})
     assert multipart.status_code == 200 and len(multipart.json()["results"]) == 2
-    as_json = _post_ocr(server, json={"images": [base64.b64encode(PNG).decode()], "det_limit_type": "max",
+    as_json = _post_ocr(admin_server, json={"images": [base64.b64encode(PNG).decode()], "det_limit_type": "max",
                                       "det_limit_side_len": 960, "use_cls": None})
     assert as_json.status_code == 200
     pdf = build_pdf([text_page(["INVOICE 5512", "TOTAL 9.99"]), text_page(["PAGE TWO"])])
-    document_pages = _post_ocr(server, data=pdf, headers={"Content-Type": "application/pdf"},
+    document_pages = _post_ocr(admin_server, data=pdf, headers={"Content-Type": "application/pdf"},
                                params={"pages": "1-2", "pdf_text": "layer", "fields": "invoice"})
     assert [r["source"] for r in document_pages.json()["results"]] == ["text_layer", "text_layer"]
 
@@ -130,14 +135,14 @@ def test_ocr_answers_match_the_document(server: RunningServer) -> None:
      400, "invalid_option"),
     ({"json": {"image": "aGk=", "pages": -2}}, 400, "invalid_option"),
 ])
-def test_ocr_errors_match_the_document(server: RunningServer, kwargs: dict[str, Any], status: int, code: str) -> None:
-    response = _post_ocr(server, **kwargs)
+def test_ocr_errors_match_the_document(admin_server: RunningServer, kwargs: dict[str, Any], status: int, code: str) -> None:
+    response = _post_ocr(admin_server, **kwargs)
     assert (response.status_code, response.json()["error"]) == (status, code)
 
 
-def test_feedback_answers_match_the_document(server: RunningServer) -> None:
-    read = _post_ocr(server, data=PNG, headers={"Content-Type": "image/png"})
-    url = f"{server.url}/v1/feedback"
+def test_feedback_answers_match_the_document(admin_server: RunningServer) -> None:
+    read = _post_ocr(admin_server, data=PNG, headers={"Content-Type": "image/png"})
+    url = f"{admin_server.url}/v1/feedback"
     recorded = check(requests.post(url, json={"request_id": read.json()["request_id"], "text": "TOTAL 12.50"}))
     assert recorded.status_code == 200
     again = check(requests.post(url, json={"request_id": read.json()["request_id"], "text": "TOTAL 12.50"}))
@@ -148,17 +153,17 @@ def test_feedback_answers_match_the_document(server: RunningServer) -> None:
     assert check(requests.post(url, data="x", headers={"Content-Type": "text/plain"})).status_code == 415
 
 
-def test_health_metrics_and_the_document_itself(server: RunningServer) -> None:
-    assert check(requests.get(f"{server.url}/healthz")).json() == {"status": "ok"}
-    assert check(requests.get(f"{server.url}/readyz")).json()["model"]["version"] == DEFAULT_VERSION
-    assert "ocr_requests_total" in check(requests.get(f"{server.url}/metrics")).text
-    check(requests.get(f"{server.url}/metrics", headers={"Accept": "application/openmetrics-text"}))
-    served = check(requests.get(f"{server.url}/openapi.json")).json()
+def test_health_metrics_and_the_document_itself(admin_server: RunningServer) -> None:
+    assert check(requests.get(f"{admin_server.url}/healthz")).json() == {"status": "ok"}
+    assert check(requests.get(f"{admin_server.url}/readyz")).json()["model"]["version"] == DEFAULT_VERSION
+    assert "ocr_requests_total" in check(requests.get(f"{admin_server.url}/metrics")).text
+    check(requests.get(f"{admin_server.url}/metrics", headers={"Accept": "application/openmetrics-text"}))
+    served = check(requests.get(f"{admin_server.url}/openapi.json")).json()
     assert served["paths"] == document()["paths"]
 
 
-def test_admin_answers_match_the_document(server: RunningServer) -> None:
-    url = f"{server.url}/v1/models"
+def test_admin_answers_match_the_document(admin_server: RunningServer) -> None:
+    url = f"{admin_server.url}/v1/models"
     listing = check(requests.get(url, headers=ADMIN)).json()
     assert [v["version"] for v in listing["versions"]] == [DEFAULT_VERSION]
     assert check(requests.get(f"{url}/{DEFAULT_VERSION}", headers=ADMIN)).status_code == 200
@@ -168,17 +173,17 @@ def test_admin_answers_match_the_document(server: RunningServer) -> None:
     assert check(requests.post(f"{url}/{DEFAULT_VERSION}/activate", headers=ADMIN)).status_code == 202
     assert check(requests.post(f"{url}/rollback", headers=ADMIN)).status_code == 409
     assert check(requests.delete(f"{url}/pin", headers=ADMIN)).json()["removed"] == DEFAULT_VERSION
-    page = check(requests.get(f"{server.url}/v1/audit", headers=ADMIN, params={"limit": 5, "action": "pin"}))
+    page = check(requests.get(f"{admin_server.url}/v1/audit", headers=ADMIN, params={"limit": 5, "action": "pin"}))
     assert [r["action"] for r in page.json()["records"]] == ["pin"]
-    assert check(requests.get(f"{server.url}/v1/audit", headers=ADMIN, params={"limit": 0})).status_code == 400
+    assert check(requests.get(f"{admin_server.url}/v1/audit", headers=ADMIN, params={"limit": 0})).status_code == 400
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}])
-def test_admin_calls_without_valid_credentials_match_the_document(server: RunningServer, headers: dict) -> None:
-    url = f"{server.url}/v1/models"
+def test_admin_calls_without_valid_credentials_match_the_document(admin_server: RunningServer, headers: dict) -> None:
+    url = f"{admin_server.url}/v1/models"
     for method, path in [("POST", f"/{DEFAULT_VERSION}/activate"), ("POST", "/rollback"), ("DELETE", "/pin"),
                          ("POST", f"/{DEFAULT_VERSION}/request-promotion")]:
         refused = check(requests.request(method, url + path, headers=headers))
         assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Bearer")
-    assert check(requests.get(f"{server.url}/v1/audit", headers=headers)).status_code == 401
+    assert check(requests.get(f"{admin_server.url}/v1/audit", headers=headers)).status_code == 401
     assert check(requests.get(url, headers=headers)).status_code == 200  # the listing is open without a policy

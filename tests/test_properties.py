@@ -36,7 +36,7 @@ from server.http.options import parse_options
 from server.http.request import BoundedRequest
 from tests.support.images import png_declaring
 
-EXAMPLES = int(os.environ.get("OCR_PROPERTY_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("OCR_PROPERTY_EXAMPLES", "100"))
 SETTINGS = Settings()
 common = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
