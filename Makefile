@@ -43,9 +43,10 @@ fuzz: models
 	$(BIN)/python -m pytest -q -s $(CONTRACT_TESTS)
 
 NIGHTLY_FUZZ_EXAMPLES ?= 300
+NIGHTLY_PROPERTY_EXAMPLES ?= 3000
 fuzz-nightly: models
 	OCR_FUZZ_EXAMPLES=$(NIGHTLY_FUZZ_EXAMPLES) OCR_FUZZ_PHASES=examples,coverage,fuzzing OCR_FUZZ_SEED=random \
-	OCR_FUZZ_TIMEOUT_S=3600 OCR_PROPERTY_EXAMPLES=3000 $(BIN)/python -m pytest -q -s $(CONTRACT_TESTS)
+	OCR_FUZZ_TIMEOUT_S=3600 OCR_PROPERTY_EXAMPLES=$(NIGHTLY_PROPERTY_EXAMPLES) $(BIN)/python -m pytest -q -s $(CONTRACT_TESTS)
 
 # The OpenSSF model-signing CLI in a venv of its own, for the signature interoperability tests.
 MODEL_SIGNING_VENV ?= .venv-modelsigning

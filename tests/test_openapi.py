@@ -134,6 +134,8 @@ def test_ocr_answers_match_the_document(admin_server: RunningServer) -> None:
     ({"data": '{"image": "aGk=", "det_limit_side_len": NaN}', "headers": {"Content-Type": "application/json"}},
      400, "invalid_option"),
     ({"json": {"image": "aGk=", "pages": -2}}, 400, "invalid_option"),
+    ({"data": '{"image": "aGk=", "det_thresh": 1' + "0" * 400 + "}", "headers": {"Content-Type": "application/json"}},
+     400, "invalid_option"),  # float() of it raised OverflowError: a 500
 ])
 def test_ocr_errors_match_the_document(admin_server: RunningServer, kwargs: dict[str, Any], status: int, code: str) -> None:
     response = _post_ocr(admin_server, **kwargs)
@@ -175,7 +177,8 @@ def test_admin_answers_match_the_document(admin_server: RunningServer) -> None:
     assert check(requests.delete(f"{url}/pin", headers=ADMIN)).json()["removed"] == DEFAULT_VERSION
     page = check(requests.get(f"{admin_server.url}/v1/audit", headers=ADMIN, params={"limit": 5, "action": "pin"}))
     assert [r["action"] for r in page.json()["records"]] == ["pin"]
-    assert check(requests.get(f"{admin_server.url}/v1/audit", headers=ADMIN, params={"limit": 0})).status_code == 400
+    for limit in ("0", "²", "99999"):  # "²".isdigit(), but int("²") raised: a 500 before
+        assert check(requests.get(f"{admin_server.url}/v1/audit", headers=ADMIN, params={"limit": limit})).status_code == 400
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}])

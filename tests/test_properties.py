@@ -77,7 +77,8 @@ def _strategy(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
 
 
 OPTIONS = {name: _inline(schema) for name, schema in document()["components"]["schemas"]["Options"]["properties"].items()}
-ANY_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+HUGE = st.integers(4, 4000).map(lambda digits: 10 ** digits) | st.integers(-(10 ** 400), 10 ** 400)
+ANY_JSON = st.recursive(st.none() | st.booleans() | st.integers() | HUGE | st.floats() | st.text(max_size=20),
                         lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
                         max_leaves=8)
 

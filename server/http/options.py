@@ -56,7 +56,7 @@ def _real(name: str, value: Any, low: float, high: float) -> float:
         raise ApiError(400, "invalid_option", f"{name} must be a number, got {shown(value)}")
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer of hundreds of digits
         raise ApiError(400, "invalid_option", f"{name} must be a number, got {shown(value)}") from None
     return _within(name, number, low, high)
 
