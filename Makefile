@@ -35,7 +35,7 @@ test-fast: models
 
 # The API contract (README, "The contract: GET /openapi.json"): the document checked against the code and
 # a live server, hypothesis properties, and schemathesis against a live server. `make test` runs these
-# at the CI size (the fuzzing phase, 25 cases per operation, a fixed seed: about a minute and a half);
+# at the CI size (the fuzzing phase, 25 cases per operation, a fixed seed; bench/RESULTS.md has its time);
 # fuzz-nightly runs every schemathesis phase with many more cases and a new seed (printed, with the
 # case counts, for reproduction: OCR_FUZZ_SEED=<seed>).
 CONTRACT_TESTS := tests/test_openapi.py tests/test_properties.py tests/test_fuzz_api.py
