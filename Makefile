@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA ?= ../shared/data/sroie-dev
 
-.PHONY: setup models serve test test-fast clean interop-setup mlflow-server-setup deploy-tools chart-check manifests image bench-setup bench-paddleocr-setup bench-parity bench-pipeline bench-server bench-memory bench
+.PHONY: setup models serve test test-fast fuzz fuzz-nightly clean interop-setup mlflow-server-setup deploy-tools chart-check manifests image bench-setup bench-paddleocr-setup bench-parity bench-pipeline bench-server bench-memory bench
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,21 @@ FAST_TESTS := tests/test_architecture.py tests/test_controller.py tests/test_lif
 	tests/test_decode.py tests/test_pipeline_units.py tests/test_textmetrics.py tests/test_ocr_api.py
 test-fast: models
 	$(BIN)/python -m pytest -q $(FAST_TESTS)
+
+# The API contract (README, "The contract: GET /openapi.json"): the document checked against the code and
+# a live server, hypothesis properties, and schemathesis against a live server. `make test` runs these
+# at the CI size (the fuzzing phase, 25 cases per operation, a fixed seed; bench/RESULTS.md has its time);
+# fuzz-nightly runs every schemathesis phase with many more cases and a new seed (printed, with the
+# case counts, for reproduction: OCR_FUZZ_SEED=<seed>).
+CONTRACT_TESTS := tests/test_openapi.py tests/test_properties.py tests/test_fuzz_api.py
+fuzz: models
+	$(BIN)/python -m pytest -q -s $(CONTRACT_TESTS)
+
+NIGHTLY_FUZZ_EXAMPLES ?= 300
+NIGHTLY_PROPERTY_EXAMPLES ?= 3000
+fuzz-nightly: models
+	OCR_FUZZ_EXAMPLES=$(NIGHTLY_FUZZ_EXAMPLES) OCR_FUZZ_PHASES=examples,coverage,fuzzing OCR_FUZZ_SEED=random \
+	OCR_FUZZ_TIMEOUT_S=3600 OCR_PROPERTY_EXAMPLES=$(NIGHTLY_PROPERTY_EXAMPLES) $(BIN)/python -m pytest -q -s $(CONTRACT_TESTS)
 
 # The OpenSSF model-signing CLI in a venv of its own, for the signature interoperability tests.
 MODEL_SIGNING_VENV ?= .venv-modelsigning

@@ -66,3 +66,16 @@ def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSe
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def admin_server(tmp_path_factory: pytest.TempPathFactory, default_version_dir: Path) -> Iterator[RunningServer]:
+    """One Gunicorn server (1 worker x 4 threads) with an admin token (`tests.support.contract.ADMIN_TOKEN`),
+    for the contract tests and the fuzzing: its admin calls may pin and unpin, so it is not shared_server."""
+    from tests.support.contract import ADMIN_TOKEN
+
+    root = tmp_path_factory.mktemp("contract") / "models"
+    copy_version(default_version_dir, root, DEFAULT_VERSION)
+    with gunicorn_server(root, tmp_path_factory.mktemp("contract-logs"), workers=1, threads=4,
+                         env={"OCR_ADMIN_TOKEN": ADMIN_TOKEN}) as server:
+        yield server

@@ -7,7 +7,17 @@ its JSON response in one place.
 
 from __future__ import annotations
 
+import reprlib
 from typing import Any
+
+_SHOWN = reprlib.Repr()  # keyword arguments only from Python 3.12
+_SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict = 80, 80, 2, 4, 4
+
+
+def shown(value: Any) -> str:
+    """A client's value as an error message quotes it: its repr, cut short (a 10 MB option is not
+    echoed back, and a deeply nested one is not walked to the bottom)."""
+    return _SHOWN.repr(value)
 
 
 class InputError(Exception):

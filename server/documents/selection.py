@@ -11,9 +11,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from server.documents.errors import DecodeError
+from server.documents.errors import DecodeError, shown
 
 _RANGE = re.compile(r"^\s*(\d*)\s*(-?)\s*(\d*)\s*$")
+# A page number has at most this many digits: longer ones are no document's (and past 4300 digits,
+# int() raises ValueError).
+MAX_DIGITS = 9
 # More ranges than this is not a page selection a person writes; it bounds the parse's work.
 MAX_RANGES = 64
 
@@ -37,6 +40,8 @@ class PageSelection:
             if not match or not (match.group(1) or match.group(3)):
                 raise _invalid(spec, f"{part.strip()!r} is not a page or a range like 2-4")
             first, dash, last = match.groups()
+            if len(first) > MAX_DIGITS or len(last) > MAX_DIGITS:
+                raise _invalid(spec, f"page numbers have at most {MAX_DIGITS} digits")
             if not dash and not first:
                 raise _invalid(spec, f"{part.strip()!r} is not a page or a range like 2-4")
             start = int(first) if first else 1
@@ -77,7 +82,7 @@ class PageSelection:
 
 def _invalid(spec: object, why: str) -> DecodeError:
     return DecodeError(400, "invalid_option", f"pages must be page numbers and ranges such as 1-3,5 ({why}); "
-                       f"got {spec!r}", option="pages")
+                       f"got {shown(spec)}", option="pages")
 
 
 def selected_pages(selection: PageSelection | None, page_count: int, max_pages: int) -> tuple[int, ...]:

@@ -288,7 +288,7 @@ def read_page(path: Path, *, cursor: str | None = None, limit: int = 100, action
         if cursor is None:
             end = size
         else:
-            if not cursor.isdigit() or int(cursor) > size:
+            if not (cursor.isascii() and cursor.isdigit()) or int(cursor) > size:
                 raise ValueError(f"invalid cursor {cursor!r}")
             end = int(cursor)
             if end > 0:

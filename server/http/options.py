@@ -8,11 +8,12 @@ layer or OCR, which fields to extract - whose defaults are the server's settings
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, TypeVar
 
 from server.config import Settings
-from server.documents.errors import DecodeError
+from server.documents.errors import DecodeError, shown
 from server.documents.pdf import PDF_TEXT_MODES
 from server.documents.selection import PageSelection
 from server.fields import FIELD_KINDS
@@ -33,29 +34,30 @@ def _bool(name: str, value: Any) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise ApiError(400, "invalid_option", f"{name} must be a boolean (true/false, 1/0), got {value!r}")
+    raise ApiError(400, "invalid_option", f"{name} must be a boolean (true/false, 1/0), got {shown(value)}")
 
 
 def _integer(name: str, value: Any, low: int, high: int) -> int:
     """An integer, given as a JSON number or a string; 960.0 is accepted, 960.5 is not."""
-    if isinstance(value, bool):
-        raise ApiError(400, "invalid_option", f"{name} must be an integer, got {value!r}")
+    # JSON's NaN and Infinity (and 1e400) arrive as floats that int() cannot take: refused here, not a 500.
+    if isinstance(value, bool) or (isinstance(value, float) and not math.isfinite(value)):
+        raise ApiError(400, "invalid_option", f"{name} must be an integer, got {shown(value)}")
     try:
         number = float(value) if isinstance(value, float) else int(str(value).strip())
     except ValueError:
-        raise ApiError(400, "invalid_option", f"{name} must be an integer, got {value!r}") from None
+        raise ApiError(400, "invalid_option", f"{name} must be an integer, got {shown(value)}") from None
     if number != int(number):
-        raise ApiError(400, "invalid_option", f"{name} must be an integer, got {value!r}")
+        raise ApiError(400, "invalid_option", f"{name} must be an integer, got {shown(value)}")
     return _within(name, int(number), low, high)
 
 
 def _real(name: str, value: Any, low: float, high: float) -> float:
     if isinstance(value, bool):
-        raise ApiError(400, "invalid_option", f"{name} must be a number, got {value!r}")
+        raise ApiError(400, "invalid_option", f"{name} must be a number, got {shown(value)}")
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise ApiError(400, "invalid_option", f"{name} must be a number, got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer of hundreds of digits
+        raise ApiError(400, "invalid_option", f"{name} must be a number, got {shown(value)}") from None
     return _within(name, number, low, high)
 
 
@@ -67,11 +69,15 @@ def _within(name: str, number: T, low: float, high: float) -> T:
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
-        raise ApiError(400, "invalid_option", f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        raise ApiError(400, "invalid_option", f"{name} must be one of {', '.join(allowed)}, got {shown(value)}")
     return value
 
 
 def _pages(value: Any) -> PageSelection:
+    """Pages as text (`1-3,5`), or one page as a JSON integer (`3`; not `-2`, whose text means "the first two")."""
+    if isinstance(value, bool) or (isinstance(value, int) and value < 1):
+        raise ApiError(400, "invalid_option", f"pages must be page numbers and ranges such as 1-3,5; got {shown(value)}",
+                       option="pages")
     try:
         return PageSelection.parse(value if isinstance(value, str) else str(value))
     except DecodeError as exc:

@@ -5,16 +5,26 @@ upload (no `Content-Length`: streaming clients, `requests` with a generator body
 at the limit instead, and reading it whole (`get_data()`, `get_json()`) quietly stops there: an image
 over the limit would arrive truncated and be reported as a corrupt image. Here reading it whole checks
 that nothing follows the limit and answers 413 otherwise.
+
+JSON bodies are parsed with a depth limit: no request of this API nests deeper than a few levels, and
+a deeply nested one (`[[[[...]]]]`) made the parser raise RecursionError, answered 500; one just under
+the interpreter's limit parsed, then broke whatever walked it (a `repr` in an error message). Both are
+400 `invalid_json` here, before any handler sees the body.
 """
 
 from __future__ import annotations
 
-from typing import IO
+from typing import IO, Any
 
 from flask import Request
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.utils import cached_property
 from werkzeug.wsgi import LimitedStream
+
+from server.http.errors import ApiError
+
+# The deepest a JSON body may nest (an OCR request nests 2 levels: {"images": [...]}).
+MAX_JSON_DEPTH = 32
 
 
 class _CappedStream(LimitedStream):
@@ -27,7 +37,34 @@ class _CappedStream(LimitedStream):
         return data
 
 
+def _too_deep(value: Any, limit: int) -> bool:
+    """Whether `value` nests more than `limit` containers deep (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limit:
+                return True
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def _nested_too_deep() -> ApiError:
+    return ApiError(400, "invalid_json", f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels")
+
+
 class BoundedRequest(Request):
+    def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
+        """Werkzeug's, refusing a body nested deeper than MAX_JSON_DEPTH with 400 `invalid_json`."""
+        try:
+            value = super().get_json(force=force, silent=silent, cache=cache)
+        except RecursionError:
+            raise _nested_too_deep() from None
+        if _too_deep(value, MAX_JSON_DEPTH):
+            raise _nested_too_deep()
+        return value
+
     @cached_property
     def stream(self) -> IO[bytes]:
         limit = self.max_content_length

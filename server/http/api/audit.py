@@ -10,6 +10,8 @@ against a copy of the log or the SIEM's.
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, Response, jsonify, request
 
 from server.governance.audit import read_page
@@ -21,6 +23,7 @@ from server.http.errors import ApiError
 bp = Blueprint("audit", __name__)
 
 _PARAMETERS = ("limit", "cursor", "action", "actor", "version")
+_LIMIT = re.compile(r"^[0-9]{1,4}$")
 
 
 @bp.get("/v1/audit")
@@ -31,7 +34,7 @@ def audit() -> Response:
         raise ApiError(400, "unknown_parameter", f"unknown parameter(s) {', '.join(unknown)}; known: "
                                                  f"{', '.join(_PARAMETERS)}")
     raw_limit = request.args.get("limit", "100")
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+    if not _LIMIT.match(raw_limit) or not 1 <= int(raw_limit) <= 1000:  # not isdigit(): "²" is a digit int() refuses
         raise ApiError(400, "invalid_limit", f"limit must be an integer from 1 to 1000, got {raw_limit!r}")
     try:
         page = read_page(current_context().audit.path, cursor=request.args.get("cursor"), limit=int(raw_limit),
