@@ -1,0 +1,234 @@
+"""The web console (/ui/) in a real browser against one real Gunicorn server with two real versions.
+
+Headless Debian Chromium driven by Playwright (tests/support/browser.py). The server serves the
+default PP-OCRv4 weights as two versions that read digits differently (tests/support/lifecycle.py),
+under an access policy with a viewer key and a releaser + auditor key. The tests share that server
+and run in file order: the last one pins a version from the page and changes what the server serves.
+
+With OCR_CONSOLE_SCREENSHOTS=DIR the pages are also saved as PNG into DIR (docs/ holds them).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+import requests
+import yaml
+
+from server.config import Settings
+from server.governance.access import hash_api_key
+from server.http.app import create_app
+from server.http.console.views import CSP, STATIC
+from server.repository.layout import ModelRepository
+from server.repository.publish import publish
+from tests.support.browser import chromium
+from tests.support.images import encode, render_text, squash
+from tests.support.lifecycle import DIGITS, digit_permutation, publish_variant, wait_for, write_golden_set
+from tests.support.pdfs import build_pdf, text_page
+from tests.support.server import RunningServer, gunicorn_server
+
+VIEWER_KEY = "ocrk_console-viewer"
+OPS_KEY = "ocrk_console-ops"  # releaser and auditor
+OLD, NEW = "1.0.0", "1.1.0"  # NEW reads digit d as digit_permutation(3)[d]
+XSS = "<img src=x onerror=alert(1)>"
+SHOTS = os.environ.get("OCR_CONSOLE_SCREENSHOTS")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, default_version_dir: Path) -> Iterator[RunningServer]:
+    base = tmp_path_factory.mktemp("console")
+    root = base / "models"
+    publish(default_version_dir, ModelRepository(root), OLD, created_by="tests")
+    publish_variant(default_version_dir, root, NEW, 3, base)
+    write_golden_set(root / "golden")
+    policy = base / "policy.yaml"
+    policy.write_text(yaml.safe_dump({"anonymous": [], "api_keys": [
+        {"name": "viewer", "sha256": hash_api_key(VIEWER_KEY), "roles": ["viewer"]},
+        {"name": "ops", "sha256": hash_api_key(OPS_KEY), "roles": ["releaser", "auditor"]}]}))
+    env = {"OCR_AUTH_CONFIG": str(policy), "OCR_MODEL_POLL_S": "1", "OCR_MODEL_DEBOUNCE_S": "0.3",
+           "OCR_MODEL_SETTLE_S": "1", "OCR_WARMUP_SHAPES": "320x320", "OCR_TIMEOUT": "600"}
+    with gunicorn_server(root, base / "logs", workers=1, threads=4, env=env) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture()
+def page(browser: Any, server: RunningServer) -> Iterator[Any]:
+    """A fresh browser context (no credential, no state) on the console; dialogs and page errors kept."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    tab = context.new_page()
+    tab.dialogs, tab.errors = [], []
+    tab.on("dialog", lambda dialog: (tab.dialogs.append(dialog.message), dialog.dismiss()))
+    tab.on("pageerror", lambda error: tab.errors.append(str(error)))
+    # 4xx answers are expected (the feature probes, a viewer's refused audit page) and logged by the
+    # browser as console errors; a server error or a script error is a failure.
+    tab.on("console", lambda message: tab.errors.append(message.text)
+           if message.type == "error" and not message.text.startswith("Failed to load resource") else None)
+    tab.on("response", lambda response: tab.errors.append(f"{response.status} {response.url}")
+           if response.status >= 500 else None)
+    tab.goto(f"{server.url}/ui/")
+    yield tab
+    context.close()
+    assert not tab.dialogs, tab.dialogs
+
+
+def sign_in(tab: Any, key: str, expected: str) -> None:
+    tab.fill("#credential", key)
+    tab.click("#credential-use")
+    tab.wait_for_function("(e) => document.getElementById('identity').textContent.startsWith(e)", arg=expected)
+
+
+def upload(tab: Any, path: Path) -> None:
+    tab.set_input_files("#file", str(path))
+    tab.wait_for_selector("#answered-version, #read-summary .error", timeout=180_000)
+
+
+def shot(tab: Any, name: str) -> None:
+    if SHOTS:
+        tab.screenshot(path=str(Path(SHOTS) / f"console-{name}.png"), full_page=True)
+
+
+def as_read(text: str, version: str) -> str:
+    """What `version` reads for `text`: NEW reads digits through its permutation."""
+    return text.translate(str.maketrans(DIGITS, digit_permutation(3))) if version == NEW else text
+
+
+def page_lines(tab: Any) -> list[str]:
+    return tab.locator("li.line .text").all_text_contents()
+
+
+def test_console_headers_and_whoami(server: RunningServer) -> None:
+    index = requests.get(f"{server.url}/ui/", timeout=30)
+    assert index.status_code == 200 and index.headers["Content-Security-Policy"] == CSP
+    assert "script-src 'self'" in CSP and "unsafe-inline" not in CSP
+    assert "<script>" not in index.text and " style=" not in index.text  # nothing inline for the CSP to allow
+    script = requests.get(f"{server.url}/ui/static/read.js", timeout=30)
+    assert script.status_code == 200 and script.headers["Content-Security-Policy"] == CSP
+    scripts = "".join(p.read_text() for p in STATIC.glob("*.js"))
+    assert not [sink for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(")
+                if sink in scripts]
+    assert requests.get(f"{server.url}/ui", timeout=30, allow_redirects=False).status_code == 308
+
+    me = requests.get(f"{server.url}/v1/whoami", headers={"Authorization": f"Bearer {VIEWER_KEY}"}, timeout=30).json()
+    assert (me["actor"], me["roles"], me["kind"]) == ("key:viewer", ["viewer"], "api_key")
+    assert "models.read" in me["permissions"] and "models.activate" not in me["permissions"]
+    ops = requests.get(f"{server.url}/v1/whoami", headers={"Authorization": f"Bearer {OPS_KEY}"}, timeout=30).json()
+    assert {"models.activate", "models.rollback", "audit.read"} <= set(ops["permissions"])
+    anonymous = requests.get(f"{server.url}/v1/whoami", timeout=30).json()
+    assert anonymous["actor"] == "anonymous" and "models.read" not in anonymous["permissions"]
+    wrong = requests.get(f"{server.url}/v1/whoami", headers={"Authorization": "Bearer nope"}, timeout=30)
+    assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_token"
+
+
+def test_console_can_be_switched_off(tmp_path: Path) -> None:
+    for console, status in ((False, 404), (True, 200)):
+        settings = Settings(model_repo=tmp_path / "models", console=console)
+        client = create_app(settings, start=False).test_client()
+        assert client.get("/ui/").status_code == status
+        assert client.get("/v1/whoami").status_code == 200
+
+
+def test_read_an_image_draws_numbered_boxes_and_lines(page: Any, tmp_path: Path) -> None:
+    lines = ["CASH PAYMENT RECEIVED", "TOTAL DUE 42.50"]
+    image = tmp_path / "receipt.png"
+    image.write_bytes(encode(render_text(lines)))
+    page.select_option("#opt-fields", "receipt")
+    upload(page, image)
+    version = page.text_content("#answered-version")
+    assert version in {OLD, NEW}
+    shown = page_lines(page)
+    assert len(shown) >= 2 and squash("".join(shown)) == squash(as_read("".join(lines), version))
+    assert page.locator("svg.boxes g.box polygon").count() == len(shown)
+    assert page.locator("svg.boxes g.box text").all_text_contents() == [str(i + 1) for i in range(len(shown))]
+    assert page.evaluate("document.querySelector('img.page-image').naturalWidth") > 0
+    page.locator("li.line").nth(1).click()
+    assert page.locator("svg.boxes g.box").nth(1).get_attribute("class") == "box selected"
+    assert page.locator("svg.boxes g.box.selected").count() == 1
+    assert page.locator("table.fields").count() == 1 and "total" in page.text_content("table.fields")
+    timings = page.text_content(".page-side dl.kv")
+    assert all(stage in timings for stage in ("decode", "det", "cls", "rec", "fields", "total")), timings
+    shot(page, "read")
+    assert not page.errors, page.errors
+
+
+def test_a_pdf_shows_its_pages(page: Any, tmp_path: Path) -> None:
+    pdf = tmp_path / "two-pages.pdf"
+    pdf.write_bytes(build_pdf([text_page(["INVOICE 1001", "FIRST PAGE OF TWO"], size=14, width=300, height=200),
+                               text_page(["SECOND PAGE", "TOTAL 99.00"], size=14, width=300, height=200)]))
+    page.select_option("#opt-pdf_text", "layer")
+    upload(page, pdf)
+    articles = page.locator("article.page-result")
+    assert articles.count() == 2
+    for number, expected in ((1, "INVOICE1001FIRSTPAGEOFTWO"), (2, "SECONDPAGETOTAL99.00")):
+        article = articles.nth(number - 1)
+        assert article.get_attribute("data-page") == str(number)
+        assert squash("".join(article.locator("li.line .text").all_text_contents())) == expected
+        assert article.locator("g.box").count() == 2
+        size = article.evaluate("a => { const i = a.querySelector('img.page-image'); "
+                                "return [i.naturalWidth, i.naturalHeight, i.src.slice(0, 23)]; }")
+        assert size == [833, 556, "data:image/jpeg;base64,"]  # 300x200 pt at 200 dpi, rendered by the server
+    assert not page.errors, page.errors
+
+
+def test_text_that_reads_as_html_stays_text(page: Any, tmp_path: Path) -> None:
+    image = tmp_path / "xss.png"
+    image.write_bytes(encode(render_text([XSS], size=64, padding=60)))
+    upload(page, image)
+    read = "".join(page_lines(page))
+    assert "<img" in read and "onerror" in read.replace(" ", "") and read.rstrip().endswith(">"), read
+    assert page.locator("#read-results img").count() == 1  # the page's own picture, nothing injected
+    assert page.evaluate("document.querySelectorAll('[onerror], script:not([src])').length") == 0
+    assert not page.dialogs and not page.errors, (page.dialogs, page.errors)
+
+
+def test_a_viewer_sees_no_mutating_buttons(page: Any) -> None:
+    sign_in(page, VIEWER_KEY, "key:viewer")
+    page.goto(page.url.split("#")[0] + "#models")
+    page.wait_for_selector(f"#models-table tr[data-version='{OLD}']")
+    assert page.locator("#models-table tbody tr").count() == 2
+    assert page.locator("#page-models button.mutating:visible").count() == 0
+    assert page.locator("#page-models .detail-button").count() == 2
+    page.locator(f"#models-table tr[data-version='{NEW}'] .detail-button").click()
+    page.wait_for_selector("#model-detail h3")
+    assert "signature (checked now)" in page.text_content("#model-detail")
+    page.goto(page.url.split("#")[0] + "#audit")
+    page.wait_for_function("() => document.getElementById('status').textContent.includes('auditor')")
+    assert not page.errors, page.errors
+
+
+def test_pinning_from_the_page_changes_what_serves(page: Any, server: RunningServer, tmp_path: Path) -> None:
+    digits = encode(render_text(["TOTAL DUE", DIGITS]))
+    read = lambda: requests.post(f"{server.url}/v1/ocr", data=digits, headers={"Content-Type": "image/png"},  # noqa: E731
+                                 timeout=120)
+    before = read()
+    assert before.headers["X-Model-Version"] == NEW and digit_permutation(3) in squash(before.json()["results"][0]["text"])
+
+    sign_in(page, OPS_KEY, "key:ops")
+    page.goto(page.url.split("#")[0] + "#models")
+    row = page.locator(f"#models-table tr[data-version='{OLD}']")
+    row.locator(".pin-button").wait_for()
+    assert page.locator("#models-unpin").is_visible() and page.locator("#models-rollback").is_visible()
+    shot(page, "models")
+    row.locator(".pin-button").click()
+    page.wait_for_function("(v) => document.getElementById('models-pin').textContent === v", arg=OLD)
+    wait_for(lambda: read().headers["X-Model-Version"] == OLD, 300, f"the server to serve {OLD}", interval=2)
+    after = read()
+    assert squash(after.json()["results"][0]["text"]).endswith(DIGITS)
+    page.wait_for_function("(v) => document.querySelector(`#models-table tr[data-version='${v}'] td.state`)"
+                           ".textContent === 'serving'", arg=OLD, timeout=60_000)
+
+    page.goto(page.url.split("#")[0] + "#audit")
+    page.wait_for_selector("#audit-table tbody tr")
+    rows = page.eval_on_selector_all("#audit-table tbody tr",
+                                     "trs => trs.map(tr => [...tr.cells].map(td => td.textContent))")
+    assert any(row[2:7] == ["key:ops", "auditor, releaser", "pin", OLD, "ok"] for row in rows), rows
+    shot(page, "audit")
+    assert not page.errors, page.errors
