@@ -11,6 +11,7 @@ With OCR_CONSOLE_SCREENSHOTS=DIR the pages are also saved as PNG into DIR (docs/
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -128,6 +129,29 @@ def test_console_headers_and_whoami(server: RunningServer) -> None:
     assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_token"
 
 
+def two_page_pdf() -> bytes:
+    return build_pdf([text_page(["INVOICE 1001", "FIRST PAGE OF TWO"], size=14, width=300, height=200),
+                      text_page(["SECOND PAGE", "TOTAL 99.00"], size=14, width=300, height=200)])
+
+
+def test_pages_renders_what_the_server_reads(server: RunningServer) -> None:
+    url = f"{server.url}/ui/pages"
+    pdf = requests.post(url, data=two_page_pdf(), headers={"Content-Type": "application/pdf"}, timeout=60)
+    assert pdf.status_code == 200, pdf.text
+    assert [(p["page"], p["width"], p["height"]) for p in pdf.json()["pages"]] == [(1, 833, 556), (2, 833, 556)]
+    second = requests.post(url, params={"pages": "2"}, data=two_page_pdf(), timeout=60).json()["pages"]
+    assert [p["page"] for p in second] == [2] and second[0]["image"].startswith("data:image/jpeg;base64,")
+    image = requests.post(url, data=encode(render_text(["ONE LINE"])), headers={"Content-Type": "image/png"},
+                          timeout=60).json()
+    assert image["kind"] == "image" and len(image["pages"]) == 1
+    for data, params, status, code in ((b"not an image", {}, 422, "invalid_image"), (b"", {}, 400, "empty_image"),
+                                       (two_page_pdf(), {"pages": "3"}, 422, "page_out_of_range"),
+                                       (two_page_pdf(), {"colour": "1"}, 400, "unknown_option")):
+        answer = requests.post(url, params=params, data=data, headers={"Content-Type": "application/octet-stream"},
+                               timeout=60)
+        assert (answer.status_code, answer.json()["error"]) == (status, code), answer.text
+
+
 def test_console_can_be_switched_off(tmp_path: Path) -> None:
     for console, status in ((False, 404), (True, 200)):
         settings = Settings(model_repo=tmp_path / "models", console=console)
@@ -161,8 +185,7 @@ def test_read_an_image_draws_numbered_boxes_and_lines(page: Any, tmp_path: Path)
 
 def test_a_pdf_shows_its_pages(page: Any, tmp_path: Path) -> None:
     pdf = tmp_path / "two-pages.pdf"
-    pdf.write_bytes(build_pdf([text_page(["INVOICE 1001", "FIRST PAGE OF TWO"], size=14, width=300, height=200),
-                               text_page(["SECOND PAGE", "TOTAL 99.00"], size=14, width=300, height=200)]))
+    pdf.write_bytes(two_page_pdf())
     page.select_option("#opt-pdf_text", "layer")
     upload(page, pdf)
     articles = page.locator("article.page-result")
@@ -216,6 +239,10 @@ def test_pinning_from_the_page_changes_what_serves(page: Any, server: RunningSer
     row = page.locator(f"#models-table tr[data-version='{OLD}']")
     row.locator(".pin-button").wait_for()
     assert page.locator("#models-unpin").is_visible() and page.locator("#models-rollback").is_visible()
+    # This server has no delivery endpoints (canary, promote, abort, report): the page offers none.
+    assert page.locator("#models-table button", has_text=re.compile("Canary|Shadow|Promote|Abort")).count() == 0
+    assert page.locator("#models-routing *").count() == 0
+    assert "null" not in page.text_content("#page-models") and "undefined" not in page.text_content("#page-models")
     shot(page, "models")
     row.locator(".pin-button").click()
     page.wait_for_function("(v) => document.getElementById('models-pin').textContent === v", arg=OLD)

@@ -90,7 +90,7 @@ async function refresh() {
 function overview(listing) {
   const box = clear(document.getElementById("models-overview"));
   const pin = listing.pin;
-  box.append(
+  box.append(el("div", {},
     el("p", {}, "desired: ", el("strong", {id: "models-desired"}, listing.desired ?? "none"),
       "; pin: ", el("strong", {id: "models-pin"}, pin ? pin.version : "none"),
       pin && !pin.effective ? ` (not honoured: ${pin.reason})` : "",
@@ -100,7 +100,7 @@ function overview(listing) {
     listing.pin_error ? el("p", {className: "error"}, `pin file: ${listing.pin_error}`) : null,
     listing.registry ? el("p", {}, "registry sync: ", render(listing.registry)) : null,
     listing.ignored && listing.ignored.length
-      ? el("p", {}, "ignored: ", listing.ignored.map((i) => `${i.name} (${i.reason})`).join("; ")) : null);
+      ? el("p", {}, "ignored: ", listing.ignored.map((i) => `${i.name} (${i.reason})`).join("; ")) : null));
 }
 
 function routing(listing) {
