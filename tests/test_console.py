@@ -10,6 +10,7 @@ With OCR_CONSOLE_SCREENSHOTS=DIR the pages are also saved as PNG into DIR (docs/
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from pathlib import Path
@@ -25,6 +26,7 @@ from server.http.app import create_app
 from server.http.console.views import CSP, STATIC
 from server.repository.layout import ModelRepository
 from server.repository.publish import publish
+from tests.support import browser as browser_support
 from tests.support.browser import chromium
 from tests.support.images import encode, render_text, squash
 from tests.support.lifecycle import DIGITS, digit_permutation, publish_variant, wait_for, write_golden_set
@@ -160,6 +162,16 @@ def test_console_can_be_switched_off(tmp_path: Path) -> None:
         assert client.get("/v1/whoami").status_code == 200
 
 
+def test_without_chromium_the_tests_skip_locally_and_fail_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(browser_support.shutil, "which", lambda name: None)
+    monkeypatch.delenv("OCR_REQUIRE_BROWSER", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="apt-get install chromium"):
+        browser_support.chromium_path()
+    monkeypatch.setenv("OCR_REQUIRE_BROWSER", "1")
+    with pytest.raises(pytest.fail.Exception, match="OCR_REQUIRE_BROWSER=1"):
+        browser_support.chromium_path()
+
+
 def test_read_an_image_draws_numbered_boxes_and_lines(page: Any, tmp_path: Path) -> None:
     lines = ["CASH PAYMENT RECEIVED", "TOTAL DUE 42.50"]
     image = tmp_path / "receipt.png"
@@ -183,11 +195,16 @@ def test_read_an_image_draws_numbered_boxes_and_lines(page: Any, tmp_path: Path)
     assert not page.errors, page.errors
 
 
-def test_a_pdf_shows_its_pages(page: Any, tmp_path: Path) -> None:
-    pdf = tmp_path / "two-pages.pdf"
-    pdf.write_bytes(two_page_pdf())
+def test_a_pdf_shows_its_pages(page: Any) -> None:
     page.select_option("#opt-pdf_text", "layer")
-    upload(page, pdf)
+    # Dropped on the page, as a person would (the image test chooses its file instead).
+    transfer = page.evaluate_handle("""(b64) => {
+        const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], "two-pages.pdf", {type: "application/pdf"}));
+        return transfer; }""", base64.b64encode(two_page_pdf()).decode())
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+    page.wait_for_selector("#answered-version, #read-summary .error", timeout=180_000)
     articles = page.locator("article.page-result")
     assert articles.count() == 2
     for number, expected in ((1, "INVOICE1001FIRSTPAGEOFTWO"), (2, "SECONDPAGETOTAL99.00")):
@@ -227,7 +244,7 @@ def test_a_viewer_sees_no_mutating_buttons(page: Any) -> None:
     assert not page.errors, page.errors
 
 
-def test_pinning_from_the_page_changes_what_serves(page: Any, server: RunningServer, tmp_path: Path) -> None:
+def test_pinning_from_the_page_changes_what_serves(page: Any, server: RunningServer) -> None:
     digits = encode(render_text(["TOTAL DUE", DIGITS]))
     read = lambda: requests.post(f"{server.url}/v1/ocr", data=digits, headers={"Content-Type": "image/png"},  # noqa: E731
                                  timeout=120)
