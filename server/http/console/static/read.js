@@ -117,7 +117,7 @@ function pageView(result, picture, index) {
   const lines = result.lines;
   const overlay = svg("svg", {viewBox: `0 0 ${result.width} ${result.height}`, preserveAspectRatio: "none",
     class: "boxes"});
-  const label = Math.max(12, Math.round(Math.max(result.width, result.height) / 70));
+  const label = Math.max(10, Math.round(Math.max(result.width, result.height) / 90));
   const list = el("ol", {className: "lines"});
   const boxes = [];
   const items = [];
@@ -150,8 +150,8 @@ function pageView(result, picture, index) {
   const stage = el("div", {className: "page-view"}, picture_, overlay);
   const timings = render(result.timing_ms);
   const side = el("div", {className: "page-side"},
-    el("h4", {}, `${lines.length} line(s)`), list,
     result.fields ? [el("h4", {}, "fields"), fieldsTable(result.fields)] : null,
+    el("h4", {}, `${lines.length} line(s)`), list,
     el("h4", {}, "timings (ms)"), timings);
   return el("article", {className: "page-result", id: `page-${index}`, dataset: {page: String(result.page)}},
     el("h3", {}, `input ${result.input}, page ${result.page} - ${result.source}, ${result.width}x${result.height}`),
