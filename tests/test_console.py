@@ -30,13 +30,21 @@ from server.repository.publish import publish
 from tests.support import browser as browser_support
 from tests.support.browser import chromium
 from tests.support.images import encode, render_text, squash
-from tests.support.lifecycle import DIGITS, digit_permutation, publish_variant, wait_for, write_golden_set
+from tests.support.lifecycle import (
+    DIGITS,
+    digit_permutation,
+    make_source,
+    publish_variant,
+    wait_for,
+    write_golden_set,
+)
 from tests.support.pdfs import build_pdf, text_page
 from tests.support.server import RunningServer, gunicorn_server
 
 VIEWER_KEY = "ocrk_console-viewer"
 OPS_KEY = "ocrk_console-ops"  # releaser and auditor
 OLD, NEW = "1.0.0", "1.1.0"  # NEW reads digit d as digit_permutation(3)[d]
+GARBAGE = "1.2.0"  # every class of its dictionary shifted by one: reads garbage, rejected by the gate
 XSS = "<img src=x onerror=alert(1)>"
 SHOTS = os.environ.get("OCR_CONSOLE_SCREENSHOTS")
 
@@ -47,6 +55,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, default_version_dir: Path) 
     root = base / "models"
     publish(default_version_dir, ModelRepository(root), OLD, created_by="tests")
     publish_variant(default_version_dir, root, NEW, 3, base)
+    publish(make_source(default_version_dir, base / "src-garbage", rotate_all=True), ModelRepository(root), GARBAGE)
     write_golden_set(root / "golden")
     policy = base / "policy.yaml"
     policy.write_text(yaml.safe_dump({"anonymous": [], "api_keys": [
@@ -189,6 +198,8 @@ def test_read_an_image_draws_numbered_boxes_and_lines(page: Any, tmp_path: Path)
     page.locator("li.line").nth(1).click()
     assert page.locator("svg.boxes g.box").nth(1).get_attribute("class") == "box selected"
     assert page.locator("svg.boxes g.box.selected").count() == 1
+    page.locator("svg.boxes g.box").nth(0).dispatch_event("click")  # and a box finds its line
+    assert page.locator("li.line").nth(0).get_attribute("class") == "line selected"
     assert page.locator("table.fields").count() == 1 and "total" in page.text_content("table.fields")
     timings = page.text_content(".page-side dl.kv")
     assert all(stage in timings for stage in ("decode", "det", "cls", "rec", "fields", "total")), timings
@@ -233,14 +244,64 @@ def test_a_viewer_sees_no_mutating_buttons(page: Any) -> None:
     sign_in(page, VIEWER_KEY, "key:viewer")
     page.goto(page.url.split("#")[0] + "#models")
     page.wait_for_selector(f"#models-table tr[data-version='{OLD}']")
-    assert page.locator("#models-table tbody tr").count() == 2
+    assert page.locator("#models-table tbody tr").count() == 3
     assert page.locator("#page-models button.mutating:visible").count() == 0
-    assert page.locator("#page-models .detail-button").count() == 2
+    assert page.locator("#page-models .detail-button").count() == 3
+    rejected = page.locator(f"#models-table tr[data-version='{GARBAGE}']")
+    assert rejected.locator("td.state").text_content() == "rejected"
+    assert "CER" in rejected.locator("td.reason").text_content()
     page.locator(f"#models-table tr[data-version='{NEW}'] .detail-button").click()
     page.wait_for_selector("#model-detail h3")
     assert "signature (checked now)" in page.text_content("#model-detail")
     page.goto(page.url.split("#")[0] + "#audit")
     page.wait_for_function("() => document.getElementById('status').textContent.includes('auditor')")
+    assert not page.errors, page.errors
+
+
+def test_delivery_controls_follow_the_endpoints_of_issue_13(page: Any) -> None:
+    """The delivery endpoints (canary, shadow, promote, abort, report) are not on this server, so here
+    the browser's requests to them are answered by the test (Playwright routes): a contract test of
+    what the page sends and shows once a server has them. The server's own listing is passed through,
+    with one field added where a server with delivery would report its routing."""
+    sent: list[tuple[str, str, Any]] = []
+
+    def delivery(route: Any) -> None:
+        request = route.request
+        if request.method == "OPTIONS":
+            route.fulfill(status=200, headers={"Allow": "OPTIONS, POST"})
+        elif request.url.endswith("/report"):
+            route.fulfill(status=200, json={"decision": "promote", "metrics": [
+                {"metric": "latency_p95_ms", "stable": 810.0, "candidate": 790.0, "p_value": 0.41, "pass": True}]})
+        else:
+            sent.append((request.method, request.url.rsplit("/v1/models/", 1)[1], request.post_data_json))
+            route.fulfill(status=202, json={"message": "accepted by the test"})
+
+    def listing(route: Any) -> None:
+        answer = route.fetch()
+        route.fulfill(response=answer, json={**answer.json(), "routing": {"stable": NEW, "canary": OLD}})
+
+    page.route(re.compile(r".*/v1/models/[^/]+/(canary|promote|abort|report)$"), delivery)
+    page.route(re.compile(r".*/v1/models$"), listing)
+    sign_in(page, OPS_KEY, "key:ops")
+    page.goto(page.url.split("#")[0] + "#models")
+    row = page.locator(f"#models-table tr[data-version='{OLD}']")
+    row.get_by_role("button", name="Canary %").wait_for()
+    assert "canary" in page.text_content("#models-routing")  # the listing's routing, as given
+    assert page.locator(f"#models-table tr[data-version='{GARBAGE}'] button", has_text="Canary").count() == 0
+    row.locator("input.percent").fill("25")
+    for name in ("Canary %", "Shadow %", "Promote", "Abort"):
+        row.get_by_role("button", name=name).click()
+        page.wait_for_function("() => document.getElementById('status').textContent === 'accepted by the test'")
+        page.evaluate("() => { document.getElementById('status').textContent = ''; }")
+    assert sent == [("POST", f"{OLD}/canary", {"percent": 25}), ("POST", f"{OLD}/canary", {"shadow_percent": 25}),
+                    ("POST", f"{OLD}/promote", None), ("POST", f"{OLD}/abort", None)]
+    row.locator(".detail-button").click()
+    page.wait_for_selector("#model-detail .report table")
+    assert "latency_p95_ms" in page.text_content("#model-detail .report")
+
+    sign_in(page, VIEWER_KEY, "key:viewer")  # a viewer reads the report but gets no delivery buttons
+    page.wait_for_function("() => !document.querySelector('#models-table input.percent')")
+    assert page.locator("#page-models button.mutating:visible").count() == 0
     assert not page.errors, page.errors
 
 
@@ -259,6 +320,7 @@ def test_pinning_from_the_page_changes_what_serves(page: Any, server: RunningSer
     # This server has no delivery endpoints (canary, promote, abort, report): the page offers none.
     assert page.locator("#models-table button", has_text=re.compile("Canary|Shadow|Promote|Abort")).count() == 0
     assert page.locator("#models-routing *").count() == 0
+    assert page.locator(f"#models-table tr[data-version='{GARBAGE}'] .pin-button").count() == 0
     assert "null" not in page.text_content("#page-models") and "undefined" not in page.text_content("#page-models")
     shot(page, "models")
     row.locator(".pin-button").click()

@@ -152,7 +152,7 @@ function versions(listing, features) {
         act("POST", `/v1/models/${encodeURIComponent(v)}/request-promotion`, `request promotion of ${v}`)},
       "Request promotion"));
     }
-    buttons.push(...deliveryButtons(v, features));
+    if (entry.state !== "rejected") buttons.push(...deliveryButtons(v, features));
     body.append(el("tr", {className: `state-${entry.state}`, dataset: {version: v}},
       el("td", {className: "version"}, v),
       el("td", {className: "state"}, entry.state),
