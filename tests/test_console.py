@@ -4,6 +4,8 @@ Headless Debian Chromium driven by Playwright (tests/support/browser.py). The se
 default PP-OCRv4 weights as two versions that read digits differently (tests/support/lifecycle.py),
 under an access policy with a viewer key and a releaser + auditor key. The tests share that server
 and run in file order: the last one pins a version from the page and changes what the server serves.
+The delivery endpoints of issue 13 are not on this server: their test answers the browser's requests
+itself, to check what the page sends and shows.
 
 With OCR_CONSOLE_SCREENSHOTS=DIR the Models and Audit pages are also saved as PNG into DIR (docs/ holds
 them; the Read page's picture is a real receipt: docs/read_screenshot.py).
@@ -322,7 +324,6 @@ def test_pinning_from_the_page_changes_what_serves(page: Any, server: RunningSer
     assert page.locator("#models-routing *").count() == 0
     assert page.locator(f"#models-table tr[data-version='{GARBAGE}'] .pin-button").count() == 0
     assert "null" not in page.text_content("#page-models") and "undefined" not in page.text_content("#page-models")
-    shot(page, "models")
     row.locator(".pin-button").click()
     page.wait_for_function("(v) => document.getElementById('models-pin').textContent === v", arg=OLD)
     wait_for(lambda: read().headers["X-Model-Version"] == OLD, 300, f"the server to serve {OLD}", interval=2)
@@ -330,6 +331,7 @@ def test_pinning_from_the_page_changes_what_serves(page: Any, server: RunningSer
     assert squash(after.json()["results"][0]["text"]).endswith(DIGITS)
     page.wait_for_function("(v) => document.querySelector(`#models-table tr[data-version='${v}'] td.state`)"
                            ".textContent === 'serving'", arg=OLD, timeout=60_000)
+    shot(page, "models")
 
     page.goto(page.url.split("#")[0] + "#audit")
     page.wait_for_selector("#audit-table tbody tr")
