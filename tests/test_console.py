@@ -14,6 +14,7 @@ them; the Read page's picture is a real receipt: docs/read_screenshot.py).
 from __future__ import annotations
 
 import base64
+import io
 import os
 import re
 from pathlib import Path
@@ -158,6 +159,11 @@ def test_pages_renders_what_the_server_reads(server: RunningServer) -> None:
     image = requests.post(url, data=encode(render_text(["ONE LINE"])), headers={"Content-Type": "image/png"},
                           timeout=60).json()
     assert image["kind"] == "image" and len(image["pages"]) == 1
+    tiff = io.BytesIO()
+    first, second = render_text(["PAGE ONE"]), render_text(["THE SECOND PAGE"])
+    first.save(tiff, format="TIFF", save_all=True, append_images=[second])
+    pages = requests.post(url, data=tiff.getvalue(), headers={"Content-Type": "image/tiff"}, timeout=60).json()
+    assert pages["kind"] == "tiff" and [(p["width"], p["height"]) for p in pages["pages"]] == [first.size, second.size]
     for data, params, status, code in ((b"not an image", {}, 422, "invalid_image"), (b"", {}, 400, "empty_image"),
                                        (two_page_pdf(), {"pages": "3"}, 422, "page_out_of_range"),
                                        (two_page_pdf(), {"colour": "1"}, 400, "unknown_option")):
