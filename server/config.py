@@ -125,6 +125,9 @@ class Settings:
     metrics_bind: str = field(default="", metadata={"env": "OCR_METRICS_BIND"})
     # Recent results each worker keeps for POST /v1/feedback by request id (0 keeps none).
     feedback_store_size: int = field(default=2048, metadata={"env": "OCR_FEEDBACK_STORE_SIZE", "min": 0})
+    # The web console at /ui/ (server/http/console): pages over the same API, with the caller's own
+    # credential; off, /ui/ is not served at all (404).
+    console: bool = field(default=True, metadata={"env": "OCR_CONSOLE"})
 
     timeout_s: int = field(default=120, metadata={"env": "OCR_TIMEOUT", "min": 1})
     # After SIGTERM, how long workers may finish the requests they hold before they are killed. A

@@ -15,7 +15,8 @@ from flask import Flask, Response, g, request
 
 from server.config import Settings
 from server.http import instrumentation
-from server.http.api import audit, feedback, health, metrics, models, ocr, openapi
+from server.http.api import audit, feedback, health, metrics, models, ocr, openapi, whoami
+from server.http.console import pages as console  # its routes and the console's views, on one blueprint
 from server.http.context import EXTENSION_KEY, ServerContext, current_context
 from server.http.errors import register_error_handlers
 from server.http.request import BoundedRequest
@@ -65,6 +66,9 @@ def create_app(settings: Settings | None = None, context: ServerContext | None =
     app.register_blueprint(models.bp)
     app.register_blueprint(audit.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(whoami.bp)
+    if settings.console:
+        app.register_blueprint(console.bp)
 
     if start:
         context.lifecycle.start()

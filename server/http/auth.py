@@ -30,7 +30,8 @@ def _request_fields() -> dict[str, Any]:
     return {"address": request.remote_addr, "request_id": g.get("request_id")}
 
 
-def _refuse(decision: Decision, event: str, version: str | None) -> NoReturn:
+def refuse(decision: Decision, event: str, version: str | None) -> NoReturn:
+    """Answer a refused decision (401 with its challenge, or 403) and record it in the audit log."""
     current_context().audit.append(event, version=version, permission=decision.action.value, code=decision.code,
                                    **_request_fields(), **decision.audit_fields())
     error = ApiError(decision.status, decision.code, decision.reason)
@@ -49,7 +50,7 @@ def authorize(permission: Action, event: str | None = None, version: str | None 
     if four_eyes and version is not None:
         decision = ctx.authorizer.check_four_eyes(decision, ctx.lifecycle.promotion_requests(), version)
     if not decision.allowed:
-        _refuse(decision, event or permission.value, version)
+        refuse(decision, event or permission.value, version)
     fields = {**decision.audit_fields(), **_request_fields()}
     del fields["result"], fields["reason"]  # the command records its own outcome
     return {name: value for name, value in fields.items() if value is not None}
