@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
+from server.governance.configfile import read_yaml
 from server.governance.roles import Role, parse_roles
 from server.governance.tokens import JwtVerifier, parse_jwt_settings
 
@@ -79,14 +79,7 @@ def _api_keys(raw: Any) -> tuple[ApiKey, ...]:
 
 def load_policy(path: Path) -> tuple[AccessPolicy, list[Path]]:
     """Parse the policy file (and the JWKS it names); returns the policy and the paths read."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise PolicyError(f"cannot read the access policy {path}: {exc.strerror or exc}") from exc
-    try:
-        data = yaml.safe_load(raw) or {}
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"{path} is not valid YAML: {exc}") from exc
+    data, digest = read_yaml(path, "the access policy", PolicyError)
     try:
         if not isinstance(data, dict):
             raise ValueError("the policy must be a mapping")
@@ -112,5 +105,5 @@ def load_policy(path: Path) -> tuple[AccessPolicy, list[Path]]:
             paths.append(settings.jwks_file)
     except ValueError as exc:
         raise PolicyError(f"{path}: {exc}") from exc
-    policy = AccessPolicy(keys, anonymous, verifier, four_eyes, hashlib.sha256(raw).hexdigest(), jwks_digest)
+    policy = AccessPolicy(keys, anonymous, verifier, four_eyes, digest, jwks_digest)
     return policy, paths

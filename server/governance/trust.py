@@ -36,9 +36,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from server.governance.configfile import read_yaml
 
 ALL_PIPELINES = "*"
 KEY_FILE_SUFFIXES = (".pem", ".pub")
@@ -170,15 +171,7 @@ def _hex_list(data: dict[str, Any], name: str, path: Path) -> frozenset[str]:
 
 
 def load_revocations(path: Path) -> tuple[Revocations, list[Path]]:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise TrustConfigError(f"cannot read the revocation list {path}: {exc.strerror or exc}") from exc
-    try:
-        data = yaml.safe_load(raw) or {}
-    except yaml.YAMLError as exc:
-        raise TrustConfigError(f"{path} is not valid YAML: {exc}") from exc
+    data, digest = read_yaml(path, "the revocation list", TrustConfigError)
     if not isinstance(data, dict) or set(data) - {"keys", "versions"}:
         raise TrustConfigError(f"{path}: expected a mapping with 'keys' and/or 'versions' lists")
-    return (Revocations(_hex_list(data, "keys", path), _hex_list(data, "versions", path),
-                        hashlib.sha256(raw).hexdigest()), [path])
+    return (Revocations(_hex_list(data, "keys", path), _hex_list(data, "versions", path), digest), [path])
