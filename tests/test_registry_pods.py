@@ -70,7 +70,10 @@ class Pod:
         for pid in all_children(self.server.process.pid):
             try:
                 command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
             except OSError:
+                continue
+            if state == "Z":  # a killed child not reaped yet: it has no command line left to name it
                 continue
             if b"server.registry" in command:
                 found.append(pid)
