@@ -123,7 +123,8 @@ class Settings:
     # HOST:PORT where the Gunicorn master serves /metrics itself, away from the workers' busy threads;
     # empty means only the app's own GET /metrics.
     metrics_bind: str = field(default="", metadata={"env": "OCR_METRICS_BIND"})
-    # Recent results each worker keeps for POST /v1/feedback by request id (0 keeps none).
+    # Recent results kept for POST /v1/feedback by request id, in the state directory, shared by the
+    # workers (0 keeps none).
     feedback_store_size: int = field(default=2048, metadata={"env": "OCR_FEEDBACK_STORE_SIZE", "min": 0})
     # The web console at /ui/ (server/http/console): pages over the same API, with the caller's own
     # credential; off, /ui/ is not served at all (404).

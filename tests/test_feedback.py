@@ -1,9 +1,11 @@
-"""POST /v1/feedback on the real app (no model needed: results are put in the worker's store as the OCR
-handler would), and the bounded store itself. The end-to-end path through real OCR and Gunicorn
-workers is in test_metrics_gunicorn.py."""
+"""POST /v1/feedback on the real app (no model needed: results are put in the store as the OCR handler
+would), and the bounded store itself, shared by processes through one SQLite file. The end-to-end path
+through real OCR and three Gunicorn workers is in test_metrics_gunicorn.py."""
 
 from __future__ import annotations
 
+import multiprocessing
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,13 +16,23 @@ from prometheus_client import REGISTRY
 from server.http.app import create_app
 from server.config import Settings
 from server.http.instrumentation import STORE_KEY
-from server.quality.recent_results import AlreadyRecorded, ImageIndexError, RecentResults, UnknownRequest
+from server.quality.recent_results import (
+    AlreadyRecorded,
+    ImageIndexError,
+    RecentResults,
+    StoreUnavailable,
+    UnknownRequest,
+)
 from tests.support.server import DEFAULT_VERSION, ROOT
 
 
 @pytest.fixture()
-def app(default_version_dir: Any) -> Flask:
-    return create_app(Settings(model_repo=ROOT / "models"), start=False)
+def app(default_version_dir: Any, tmp_path: Path) -> Flask:
+    return create_app(Settings(model_repo=ROOT / "models", state_dir=str(tmp_path / "state")), start=False)
+
+
+def _store(tmp_path: Path, capacity: int, **kwargs: Any) -> RecentResults:
+    return RecentResults(tmp_path / "recent.sqlite", capacity, **kwargs)
 
 
 def _metric(name: str, **labels: str) -> float:
@@ -117,8 +129,8 @@ def test_feedback_must_be_json(app: Flask) -> None:
     assert broken.status_code == 400 and broken.json["error"] == "invalid_json"
 
 
-def test_store_evicts_oldest_by_count_and_by_characters() -> None:
-    store = RecentResults(capacity=3, chars_per_entry=10)  # at most 3 requests and 30 characters
+def test_store_evicts_oldest_by_count_and_by_characters(tmp_path: Path) -> None:
+    store = _store(tmp_path, 3, chars_per_entry=10)  # at most 3 requests and 30 characters
     for i in range(4):
         store.remember(f"r{i}", "1.0.0", [f"text {i}"])  # 6 characters each
     assert len(store) == 3
@@ -135,24 +147,78 @@ def test_store_evicts_oldest_by_count_and_by_characters() -> None:
         store.claim("big", 1)
 
 
-def test_store_of_size_zero_keeps_nothing() -> None:
-    store = RecentResults(capacity=0)
+def test_store_of_size_zero_keeps_nothing(tmp_path: Path) -> None:
+    store = _store(tmp_path, 0)
     store.remember("r", "1.0.0", ["text"])
     with pytest.raises(UnknownRequest):
         store.claim("r", None)
 
 
-def test_repeated_request_id_replaces_the_older_result() -> None:
-    store = RecentResults(capacity=4)
+def test_repeated_request_id_replaces_the_older_result(tmp_path: Path) -> None:
+    store = _store(tmp_path, 4)
     store.remember("same", "1.0.0", ["old"])
     store.remember("same", "2.0.0", ["new"])
     assert len(store) == 1 and store.claim("same", None) == ("2.0.0", "new")
 
 
-def test_a_page_answered_from_a_pdf_text_layer_takes_no_feedback() -> None:
+def test_a_page_answered_from_a_pdf_text_layer_takes_no_feedback(tmp_path: Path) -> None:
     """The model did not read it: its "CER" would be the PDF producer's, not the version's."""
-    store = RecentResults(capacity=4)
+    store = _store(tmp_path, 4)
     store.remember("pdf", "1.0.0", ["SCANNED PAGE", None])  # page 2 came from the text layer
     with pytest.raises(ImageIndexError, match="text layer"):
         store.claim("pdf", 1)
     assert store.claim("pdf", 0) == ("1.0.0", "SCANNED PAGE")
+
+
+def _claim_in_child(path: Path, request_id: str, image_index: int, answers: Any) -> None:
+    """What another worker does: its own process and connection on the same file."""
+    store = RecentResults(path, 8)
+    try:
+        answers.put(store.claim(request_id, image_index))
+    except AlreadyRecorded:
+        answers.put("duplicate")
+
+
+def test_results_are_shared_by_processes_and_claimed_once(tmp_path: Path) -> None:
+    store = _store(tmp_path, 8)
+    store.remember("served-here", "1.0.0", ["PAGE ONE", "PAGE TWO"])
+    context = multiprocessing.get_context("fork")  # like Gunicorn's workers, forked after the store exists
+    answers = context.Queue()
+    children = [context.Process(target=_claim_in_child, args=(store.path, "served-here", 1, answers))
+                for _ in range(4)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(30)
+        assert child.exitcode == 0
+    outcomes = sorted(str(answers.get(timeout=5)) for _ in children)
+    assert outcomes == ["('1.0.0', 'PAGE TWO')", "duplicate", "duplicate", "duplicate"]
+    with pytest.raises(AlreadyRecorded):
+        store.claim("served-here", 1)  # the parent sees the children's claim too
+
+    restarted = _store(tmp_path, 8)  # a new process after a restart: the same file, the same results
+    assert restarted.claim("served-here", 0) == ("1.0.0", "PAGE ONE")
+
+
+def test_a_store_that_cannot_be_written_fails_feedback_not_ocr(tmp_path: Path, caplog: Any) -> None:
+    """A file where the state directory should be (as good as a read-only or full disk, and it holds for
+    root too): `remember` says so once and goes on, `claim` raises for the API to answer 503."""
+    (tmp_path / "state").write_text("not a directory")
+    store = RecentResults(tmp_path / "state" / "recent.sqlite", 8)
+    assert store.remember("r", "1.0.0", ["text"]) is False
+    assert store.remember("s", "1.0.0", ["text"]) is False
+    assert len([record for record in caplog.records if "unavailable" in record.getMessage()]) == 1
+    with pytest.raises(StoreUnavailable):
+        store.claim("r", None)
+
+
+def test_feedback_answers_503_while_the_store_is_unavailable(tmp_path: Path, default_version_dir: Any) -> None:
+    (tmp_path / "state").write_text("not a directory")
+    app = create_app(Settings(model_repo=ROOT / "models", state_dir=str(tmp_path / "state" / "sub")), start=False)
+    client = app.test_client()
+    unavailable = _post(client, {"request_id": "r", "text": "TOTAL 1.00"})
+    assert unavailable.status_code == 503 and unavailable.json["error"] == "state_unavailable"
+    assert "recognized_text" in unavailable.json["message"]
+    fallback = _post(client, {"request_id": "r", "text": "TOTAL 1.00", "recognized_text": "TOTAL 1.00",
+                              "model_version": DEFAULT_VERSION})
+    assert fallback.status_code == 200 and fallback.json["source"] == "client"

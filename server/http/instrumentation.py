@@ -18,6 +18,7 @@ from typing import Sequence
 from flask import Blueprint, Flask, Response, current_app, g
 
 from server.config import Settings
+from server.lifecycle.statedir import StatePaths
 from server.observability.exposition import check_worker_mode
 from server.observability.metrics import (
     ERRORS,
@@ -38,7 +39,7 @@ STORE_KEY = "ocr_recent_results"
 
 
 def recent_results() -> RecentResults:
-    """This worker's store of recent results (for `POST /v1/feedback`)."""
+    """The machine's store of recent results (for `POST /v1/feedback`), shared by every worker."""
     return current_app.extensions[STORE_KEY]
 
 
@@ -103,6 +104,7 @@ def instrument(ocr: Blueprint) -> None:
 
 
 def install(app: Flask, settings: Settings) -> None:
-    """Give `app` its store of recent results, and say if metrics would be per worker."""
+    """Give `app` the store of recent results, and say if metrics would be per worker."""
     check_worker_mode()
-    app.extensions[STORE_KEY] = RecentResults(settings.feedback_store_size)
+    state = StatePaths(settings.effective_state_dir, settings.pipeline_name)
+    app.extensions[STORE_KEY] = RecentResults(state.recent_results, settings.feedback_store_size)

@@ -10,8 +10,10 @@ which version it serves) is written here for the others and for whoever answers 
     <state_dir>/<pipeline>/promotions.json    promotion requests (who asked for which version)
     <state_dir>/<pipeline>/registry.json      what the registry sync last saw and did (OCR_MODEL_SOURCE=mlflow)
     <state_dir>/<pipeline>/registry.lock      held by the one registry sync of the machine
+    <state_dir>/<pipeline>/recent_results.sqlite  what was read recently, for feedback by request id
 
-Every file is replaced atomically (`server.storage.statefiles`).
+Every JSON file is replaced atomically (`server.storage.statefiles`); the SQLite database makes its
+own transactions atomic (`server.quality.recent_results`).
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ class StatePaths:
     @property
     def registry_lock(self) -> Path:
         return self.base / "registry.lock"
+
+    @property
+    def recent_results(self) -> Path:
+        return self.base / "recent_results.sqlite"
 
     def ensure(self) -> None:
         for directory in (self.verdicts_dir, self.workers_dir):

@@ -134,7 +134,7 @@ FEEDBACK_ERRORS = Counter(
 )
 FEEDBACK_REQUESTS = Counter(
     "ocr_feedback_total",
-    "Feedback submissions by outcome (recorded, unknown_request, duplicate, invalid).",
+    "Feedback submissions by outcome (recorded, unknown_request, duplicate, unavailable, invalid).",
     ["result"],
 )
 

@@ -1,28 +1,58 @@
-"""The results a worker served recently, kept so that `POST /v1/feedback` can name them by request id.
+"""The results the server answered recently, kept so that `POST /v1/feedback` can name them by request id.
 
-Bounded twice, because a worker must not grow with traffic: at most `capacity` requests, and at most
+One SQLite database in the state directory, shared by every worker of the machine and kept across
+restarts: Gunicorn workers share no memory, and a client's feedback call is answered by whichever
+worker its connection reaches, often not the one that read the image. WAL mode lets the workers write
+their results while others read; each (request, image) is claimed by an insert that the database
+refuses a second time, so a retried feedback call counts once whichever workers answer the two.
+
+Bounded twice, because the file must not grow with traffic: at most `capacity` requests, and at most
 `capacity * CHARS_PER_ENTRY` characters of text (a few multi-page requests must not pin megabytes),
-oldest evicted first. Each worker has its own store (Gunicorn workers share no memory), so feedback
-that reaches another worker than the one that served the request finds nothing here; the feedback API
-then asks for the recognised text instead.
+oldest evicted first. A result answered from a PDF's own text layer was not read by the model and
+takes no feedback.
 
-Each (request, image) accepts feedback once: a client retrying a feedback call must not count twice.
-A result answered from a PDF's own text layer was not read by the model and takes no feedback.
+A store that cannot be written (state directory full or read-only) must not fail the OCR request
+that was answered: `remember` logs it (once, until the store works again) and goes on, and `claim`
+raises `StoreUnavailable` for the feedback call to answer 503.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import sqlite3
 import threading
-from collections import OrderedDict
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+log = logging.getLogger(__name__)
 
 # The average characters of text a stored request may use before the oldest are evicted; a receipt
 # is ~1-2 thousand characters.
 CHARS_PER_ENTRY = 4096
+# How long a writer waits for another worker's transaction before giving up (they take milliseconds).
+BUSY_TIMEOUT_S = 5.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS results (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    request_id TEXT NOT NULL UNIQUE,
+    model_version TEXT NOT NULL,
+    texts TEXT NOT NULL,
+    chars INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS claims (
+    seq INTEGER NOT NULL REFERENCES results(seq) ON DELETE CASCADE,
+    image_index INTEGER NOT NULL,
+    PRIMARY KEY (seq, image_index)
+);
+"""
 
 
 class UnknownRequest(KeyError):
-    """The request id is not (or no longer) in this worker's store."""
+    """The request id is not (or no longer) among the recent results."""
 
 
 class AlreadyRecorded(ValueError):
@@ -33,62 +63,127 @@ class ImageIndexError(ValueError):
     """The image index is missing for a multi-image request, or out of range; the message says which."""
 
 
-@dataclass
-class _Entry:
-    model_version: str
-    texts: tuple[str | None, ...]  # recognised text of each result, in order; None: from a PDF's text layer
-    chars: int
-    claimed: set[int] = field(default_factory=set)
+class StoreUnavailable(RuntimeError):
+    """The database cannot be opened, read or written; the message says why."""
 
 
 class RecentResults:
-    def __init__(self, capacity: int, chars_per_entry: int = CHARS_PER_ENTRY) -> None:
+    def __init__(self, path: Path, capacity: int, chars_per_entry: int = CHARS_PER_ENTRY) -> None:
+        self.path = path
         self.capacity = capacity
         self.max_chars = capacity * chars_per_entry
-        self._entries: OrderedDict[str, _Entry] = OrderedDict()
-        self._chars = 0
-        self._lock = threading.Lock()
+        # One connection per thread of each process: a sqlite3 connection must not cross a fork, and
+        # Gunicorn's threads each serve requests.
+        self._local = threading.local()
+        self._failing = False  # the last `remember` failed (logged once per streak, not per request)
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is not None and self._local.pid == os.getpid():
+            return connection
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash, which is what matters
+            connection.execute("PRAGMA foreign_keys=ON")
+            connection.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailable(f"the recent results in {self.path} cannot be opened: {exc}") from exc
+        self._local.connection, self._local.pid = connection, os.getpid()
+        return connection
 
     def __len__(self) -> int:
-        return len(self._entries)
+        try:
+            return int(self._connection().execute("SELECT COUNT(*) FROM results").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"the recent results in {self.path} cannot be read: {exc}") from exc
 
-    def remember(self, request_id: str, model_version: str, texts: list[str | None]) -> None:
-        """Keep what `request_id` returned; a repeated id (clients may set X-Request-Id) replaces it."""
+    def remember(self, request_id: str, model_version: str, texts: list[str | None]) -> bool:
+        """Keep what `request_id` returned (False: it could not be kept, and the log says why); a repeated
+        id (clients may set X-Request-Id) replaces it."""
         if self.capacity == 0:
+            return False
+        chars = sum(len(text or "") for text in texts)
+        try:
+            connection = self._connection()
+            with _transaction(connection):
+                connection.execute("DELETE FROM results WHERE request_id = ?", (request_id,))
+                connection.execute(
+                    "INSERT INTO results (request_id, model_version, texts, chars) VALUES (?, ?, ?, ?)",
+                    (request_id, model_version, json.dumps(texts), chars))
+                self._evict(connection)
+        except (StoreUnavailable, sqlite3.Error) as exc:
+            if not self._failing:
+                log.error("feedback by request id is unavailable until %s can be written again: %s", self.path, exc)
+            self._failing = True
+            return False
+        if self._failing:
+            log.info("%s is written again: feedback by request id works", self.path)
+        self._failing = False
+        return True
+
+    def _evict(self, connection: sqlite3.Connection) -> None:
+        """Drop the oldest past either bound; the newest result stays even if it alone is over the characters."""
+        connection.execute(
+            "DELETE FROM results WHERE seq NOT IN (SELECT seq FROM results ORDER BY seq DESC LIMIT ?)", (self.capacity,))
+        # `seq` of the newest result whose running total (newest first) is past the bound, if any
+        row = connection.execute(
+            "SELECT seq FROM (SELECT seq, SUM(chars) OVER (ORDER BY seq DESC) AS running FROM results) "
+            "WHERE running > ? ORDER BY seq DESC LIMIT 1", (self.max_chars,)).fetchone()
+        if row is None:
             return
-        entry = _Entry(model_version, tuple(texts), sum(len(text or "") for text in texts))
-        with self._lock:
-            old = self._entries.pop(request_id, None)
-            if old is not None:
-                self._chars -= old.chars
-            self._entries[request_id] = entry
-            self._chars += entry.chars
-            while len(self._entries) > self.capacity or (self._chars > self.max_chars and len(self._entries) > 1):
-                _, evicted = self._entries.popitem(last=False)
-                self._chars -= evicted.chars
+        newest = connection.execute("SELECT MAX(seq) FROM results").fetchone()[0]
+        connection.execute("DELETE FROM results WHERE seq < ?" if row[0] == newest else "DELETE FROM results WHERE seq <= ?",
+                           (row[0],))
 
     def claim(self, request_id: str, image_index: int | None) -> tuple[str, str]:
         """(model version, recognised text) of one image of `request_id`, marking its feedback as given.
 
         `image_index` may be omitted only for a single-image request.
         """
-        with self._lock:
-            entry = self._entries.get(request_id)
-            if entry is None:
-                raise UnknownRequest(request_id)
-            if image_index is None:
-                if len(entry.texts) != 1:
-                    raise ImageIndexError(
-                        f"request {request_id} had {len(entry.texts)} images: give image_index")
-                image_index = 0
-            if not 0 <= image_index < len(entry.texts):
-                raise ImageIndexError(
-                    f"image_index {image_index} is out of range: request {request_id} had {len(entry.texts)} image(s)")
-            text = entry.texts[image_index]
-            if text is None:
-                raise ImageIndexError(f"result {image_index} of request {request_id} was read from the PDF's text "
-                                      "layer, not by the model: it takes no feedback")
-            if image_index in entry.claimed:
-                raise AlreadyRecorded(f"feedback for request {request_id} image {image_index} was already recorded")
-            entry.claimed.add(image_index)
-            return entry.model_version, text
+        connection = self._connection()
+        try:
+            with _transaction(connection):
+                row = connection.execute(
+                    "SELECT seq, model_version, texts FROM results WHERE request_id = ?", (request_id,)).fetchone()
+                if row is None:
+                    raise UnknownRequest(request_id)
+                seq, version, texts = row[0], row[1], json.loads(row[2])
+                index = _image_index(request_id, texts, image_index)
+                try:
+                    connection.execute("INSERT INTO claims (seq, image_index) VALUES (?, ?)", (seq, index))
+                except sqlite3.IntegrityError:
+                    raise AlreadyRecorded(
+                        f"feedback for request {request_id} image {index} was already recorded") from None
+                return version, texts[index]
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"the recent results in {self.path} cannot be updated: {exc}") from exc
+
+
+def _image_index(request_id: str, texts: list[str | None], image_index: int | None) -> int:
+    if image_index is None:
+        if len(texts) != 1:
+            raise ImageIndexError(f"request {request_id} had {len(texts)} images: give image_index")
+        image_index = 0
+    if not 0 <= image_index < len(texts):
+        raise ImageIndexError(
+            f"image_index {image_index} is out of range: request {request_id} had {len(texts)} image(s)")
+    if texts[image_index] is None:
+        raise ImageIndexError(f"result {image_index} of request {request_id} was read from the PDF's text "
+                              "layer, not by the model: it takes no feedback")
+    return image_index
+
+
+@contextmanager
+def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception: the write lock is taken up front, so two
+    workers claiming the same image never both read it unclaimed."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")

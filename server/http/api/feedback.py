@@ -5,10 +5,11 @@ A client (a clerk correcting a field, a reconciliation job) sends what the image
     {"request_id": "<X-Request-Id of the OCR call>", "text": "<true text>"}           # + "image_index"
     {"recognized_text": "<text we returned>", "model_version": "1.0.0-ppocrv4", "text": "<true text>"}
 
-The first form looks the result up in the store of the worker that answers; results live in the
-worker that served them, so under several workers it may not be found (404 `unknown_request_id`,
-asking for the second form). Sending both forms at once always works: the stored result is used when
-this worker has it, the client's copy otherwise. The character error rate (`server.quality.textmetrics`) feeds
+The first form looks the result up in the machine's store of recent results, which every worker
+writes and reads (`server.quality.recent_results`), so it is found whichever worker answers, and
+after a restart, as long as it is among the most recent; past that it is 404 `unknown_request_id`,
+asking for the second form. Sending both forms at once always works: the stored result is used when
+the store still has it, the client's copy otherwise. The character error rate (`server.quality.textmetrics`) feeds
 `ocr_feedback_cer` and the edit/character counters, labelled with the version that read the image.
 """
 
@@ -24,7 +25,7 @@ from server.http.context import current_context
 from server.http.errors import ApiError
 from server.http.instrumentation import recent_results
 from server.observability.metrics import FEEDBACK_CER, FEEDBACK_CHARS, FEEDBACK_ERRORS, FEEDBACK_REQUESTS
-from server.quality.recent_results import AlreadyRecorded, ImageIndexError, UnknownRequest
+from server.quality.recent_results import AlreadyRecorded, ImageIndexError, StoreUnavailable, UnknownRequest
 from server.quality.textmetrics import cer, edit_distance, normalize_text
 
 bp = Blueprint("feedback", __name__)
@@ -33,7 +34,8 @@ bp = Blueprint("feedback", __name__)
 MAX_TEXT_CHARS = 50_000
 _FIELDS = ("request_id", "image_index", "text", "recognized_text", "model_version")
 # How refusals are counted in ocr_feedback_total{result} (everything else is "invalid").
-_OUTCOMES = {"unknown_request_id": "unknown_request", "feedback_already_recorded": "duplicate"}
+_OUTCOMES = {"unknown_request_id": "unknown_request", "feedback_already_recorded": "duplicate",
+             "state_unavailable": "unavailable"}
 
 
 def _string(body: dict[str, Any], name: str, required: bool = False) -> str | None:
@@ -97,14 +99,17 @@ def _resolve(body: dict[str, Any]) -> tuple[str, str, str]:
             if recognized is None:
                 raise ApiError(
                     404, "unknown_request_id",
-                    f"request {request_id} is not among the recent results of the worker that answered "
-                    "(each worker keeps only its own, and only the most recent): send 'recognized_text' "
-                    "and 'model_version' from the OCR response with the feedback",
+                    f"request {request_id} is not among the recent results (only the most recent are "
+                    "kept): send 'recognized_text' and 'model_version' from the OCR response with the feedback",
                 ) from None
         except AlreadyRecorded as exc:
             raise ApiError(409, "feedback_already_recorded", str(exc)) from None
         except ImageIndexError as exc:
             raise ApiError(400, "invalid_image_index", str(exc)) from None
+        except StoreUnavailable as exc:
+            if recognized is None:
+                raise ApiError(503, "state_unavailable", f"{exc}: send 'recognized_text' and 'model_version' "
+                               "from the OCR response with the feedback") from None
     assert recognized is not None and version is not None
     return _known_version(version), recognized, "client"
 
