@@ -74,8 +74,8 @@ def test_every_route_is_documented_and_every_entry_is_a_route() -> None:
 
 def test_a_new_route_without_an_entry_is_caught() -> None:
     app = _app()
-    app.add_url_rule("/v1/models/<version>/canary", "canary", lambda version: "", methods=["POST"])
-    assert _flask_routes(app) - _documented() == {("POST", "/v1/models/{version}/canary")}
+    app.add_url_rule("/v1/models/<version>/shadow", "shadow", lambda version: "", methods=["POST"])
+    assert _flask_routes(app) - _documented() == {("POST", "/v1/models/{version}/shadow")}
 
 
 def _properties(name: str) -> set[str]:

@@ -17,6 +17,10 @@ A failure that says the version is bad becomes a machine-wide rejection; any oth
 backoff (`server.lifecycle.backoff`). The serving version is never unloaded for lack of a
 replacement: a repository that vanishes or a deleted directory leaves it serving from memory.
 
+Beside the version it serves, a worker may hold a canary candidate (`server.lifecycle.canary`): the
+rollout file says which, and each pass follows it, before planning (so an ended canary is dropped
+before its version loads as the stable one) and after a new stable version serves.
+
 Every `recheck_s` the serving version is checked again (`Loader.recheck`); a failure rejects it
 machine-wide, replacing its approval, and the pass goes on to the best other eligible version.
 """
@@ -28,13 +32,16 @@ import os
 import time
 
 from server.lifecycle.backoff import Backoff
+from server.lifecycle.canary import CanaryFollower
 from server.lifecycle.config import LifecycleConfig
+from server.lifecycle.decisions import Decisions
 from server.lifecycle.loader import Loaded, Loader, LoadFailure, LoadRequest, Serving
 from server.lifecycle.manager import ModelHandle, ModelManager
 from server.lifecycle.loop import PassLoop
 from server.lifecycle.pins import PinRead, PinStore
-from server.lifecycle.policy import becomes_rejection, preference, recheck_applies, versions_to_try
+from server.lifecycle.policy import preference, recheck_applies, versions_to_try
 from server.lifecycle.reporting import Reporter
+from server.lifecycle.rollout import RolloutStore
 from server.lifecycle.source import Inspection, Scan, VerifyCache, scan_repository
 from server.lifecycle.statedir import StatePaths
 from server.lifecycle.states import VersionState
@@ -63,11 +70,14 @@ class LifecycleController:
         self.pins = PinStore(state.pin_file)
         self.verdicts = VerdictStore(state.verdicts_dir)
         self.backoff = Backoff(config.poll_s)
+        self.decisions = Decisions(self.verdicts, reporter, self.backoff)
         self.loop = PassLoop(self.reconcile, config.poll_s, config.debounce_s, name="model-lifecycle")
         self.watcher = RepositoryWatcher(watched_paths(repo, state), decision_inputs(repo, state), self.loop.trigger)
         self.pin = PinRead(None)  # as read by the current pass
         self.last_scan: Scan | None = None
         self._load_lock = FileLock(state.load_lock)
+        self.canary = CanaryFollower(RolloutStore(state.rollout_file), manager, loader, self.verdicts, self.decisions,
+                                     self.backoff, self._load_lock, reporter, self.loop.stopping)
         self._verify_cache = VerifyCache()
         self._serving: Serving | None = None
         self._loading: str | None = None
@@ -105,13 +115,15 @@ class LifecycleController:
             return
         for inspection in scan.versions.values():
             if inspection.state is VersionState.REJECTED:
-                self._record_rejection(inspection, LoadFailure(inspection.code or "invalid", inspection.reason),
-                                       already_counted=False)
+                self.decisions.reject(inspection, LoadFailure(inspection.code or "invalid", inspection.reason),
+                                      already_counted=False)
         self.pin = self.pins.read()
         serving = self._serving
         if serving is not None:
             self.reporter.missing(serving.model.version, serving.model.version not in scan.versions)
             self._recheck(serving, scan.versions.get(serving.model.version))
+        before = serving
+        self.canary.follow(scan, before.model.version if before else None)  # an ended canary goes first
         chosen = preference(scan, self.verdicts.all(), self.pin.pin)
         for version in versions_to_try(chosen, scan, serving.model.version if serving else None):
             if self.loop.stopping.is_set():
@@ -128,6 +140,8 @@ class LifecycleController:
             except _Replan:
                 self.trigger("re-plan")
                 break
+        if self._serving is not None and self._serving is not before:  # a first or new stable version
+            self.canary.follow(scan, self._serving.model.version)
         self._publish()
 
     def _attempt(self, inspection: Inspection) -> bool:
@@ -151,7 +165,7 @@ class LifecycleController:
                 loaded = self._load(inspection, standing)
             except LoadFailure as failure:
                 self._set_loading(None)  # before the verdict: readers never see "loading" and "rejected"
-                self._failed(inspection, standing, failure)
+                self.decisions.failed(inspection, standing, failure)
                 return False
             finally:
                 self._loading = None  # on success, `_swap` publishes "serving" in the same update
@@ -172,34 +186,8 @@ class LifecycleController:
             self._set_loading(None)
             raise _Replan()
         if standing is None:
-            self._record_approval(inspection, loaded)
+            self.decisions.approve(inspection, loaded)
         return loaded
-
-    def _record_approval(self, inspection: Inspection, loaded: Loaded) -> None:
-        """Record the approval machine-wide; if another worker decided otherwise first, follow it."""
-        reason = str(loaded.gate.get("reason", ""))
-        standing, created = self.verdicts.record(Verdict(
-            inspection.version, inspection.fingerprint, VersionState.READY, "success", reason, loaded.gate,
-            loaded.networks, loaded.signature, decided_by=self.reporter.actor))
-        if created:
-            self.reporter.approved(inspection.version, loaded)
-        elif not standing.approved:
-            loaded.model.close()
-            raise LoadFailure(standing.result, standing.reason)
-
-    def _failed(self, inspection: Inspection, standing: Verdict | None, failure: LoadFailure) -> None:
-        self.reporter.load_failed(inspection.version, failure)
-        if becomes_rejection(failure.sticky, standing, failure.withdraws):
-            self._record_rejection(inspection, failure, already_counted=True)
-        else:
-            self.backoff.failed(inspection.version, inspection.fingerprint, failure.reason)
-
-    def _record_rejection(self, inspection: Inspection, failure: LoadFailure, already_counted: bool) -> None:
-        _, created = self.verdicts.record(Verdict(
-            inspection.version, inspection.fingerprint, VersionState.REJECTED, failure.code, failure.reason,
-            failure.gate, signature=failure.signature, decided_by=self.reporter.actor), failure.withdraws)
-        if created:
-            self.reporter.rejected(inspection.version, failure, already_counted)
 
     def _recheck(self, serving: Serving, inspection: Inspection | None) -> None:
         """Check the serving version again when it is due and `policy.recheck_applies`."""
@@ -211,7 +199,7 @@ class LifecycleController:
         failure = self.loader.recheck(serving.model)
         if failure is not None:
             self.reporter.recheck_failed(inspection.version, failure)
-            self._record_rejection(inspection, failure, already_counted=True)
+            self.decisions.reject(inspection, failure, already_counted=True)
 
     def _swap(self, loaded: Loaded, inspection: Inspection) -> ModelHandle | None:
         previous = self._serving
@@ -245,4 +233,5 @@ class LifecycleController:
             slot=self.reporter.slot, pid=os.getpid(), serving=serving.model.version if serving else None,
             serving_fingerprint=serving.fingerprint if serving else None, loading=self._loading,
             draining=[model.version for model in self.manager.draining()], since=serving.since if serving else "",
+            canary=candidate.version if (candidate := self.manager.candidate) else None,
             errors=self.backoff.errors()))

@@ -5,6 +5,9 @@ runs det, cls and rec of one version even if a swap happens half-way. A swap onl
 reference; the old handle is retired and closed by whoever drops its last reference - the swap itself
 if it was idle, otherwise the last request still using it. Memory therefore holds at most the versions
 that are serving or still finishing requests.
+
+During a canary (`server.lifecycle.rollout`) a second handle, the candidate, takes the requests whose
+client key falls in its share (`acquire_routed`); it is retired like any other when the rollout ends.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Iterator
 
 from server.lifecycle.loader import LoadedModel
 from server.lifecycle.memory import release_freed_memory
+from server.lifecycle.rollout import in_canary
 
 
 class NotReadyError(RuntimeError):
@@ -73,19 +77,52 @@ class ModelManager:
         self._lock = threading.Lock()
         self._active: ModelHandle | None = None
         self._retired: list[ModelHandle] = []
+        self._candidate: ModelHandle | None = None
+        self._candidate_percent = 0.0
 
     @contextmanager
     def acquire(self) -> Iterator[LoadedModel]:
         """The active model, held for the duration of the `with` block."""
+        with self.acquire_routed(None) as (model, _):
+            yield model
+
+    @contextmanager
+    def acquire_routed(self, client_key: str | None) -> Iterator[tuple[LoadedModel, bool]]:
+        """(the model for `client_key`'s requests, whether it is the canary candidate), held for the block;
+        without a key, or without a canary, the active model."""
         with self._lock:
-            handle = self._active
+            handle, canary = self._active, False
             if handle is None:
                 raise NotReadyError("no model version is ready yet")
+            candidate = self._candidate
+            if candidate is not None and client_key is not None and in_canary(client_key, self._candidate_percent):
+                handle, canary = candidate, True
             handle._take()
         try:
-            yield handle.model
+            yield handle.model, canary
         finally:
             handle._drop()
+
+    def set_candidate(self, model: LoadedModel | None, percent: float = 0.0) -> ModelHandle | None:
+        """Make `model` the canary with `percent` of the client keys (None: no canary); returns the
+        candidate it replaced, now retired."""
+        new = ModelHandle(model) if model is not None else None
+        with self._lock:
+            old, self._candidate, self._candidate_percent = self._candidate, new, percent
+            if old is not None:
+                self._retired.append(old)
+        if old is not None:
+            old.retire()
+        return old
+
+    def set_candidate_share(self, percent: float) -> None:
+        with self._lock:
+            self._candidate_percent = percent
+
+    @property
+    def candidate(self) -> LoadedModel | None:
+        handle = self._candidate
+        return handle.model if handle is not None else None
 
     def activate(self, model: LoadedModel) -> ModelHandle | None:
         """Make `model` the one new requests get; returns the handle it replaced, now retired (it is
@@ -130,5 +167,7 @@ class ModelManager:
     def shutdown(self) -> None:
         with self._lock:
             old, self._active = self._active, None
-        if old is not None:
-            old.retire()
+            candidate, self._candidate = self._candidate, None
+        for handle in (old, candidate):
+            if handle is not None:
+                handle.retire()

@@ -63,6 +63,10 @@ class Lifecycle:
         """The serving model, held until the block ends (raises NotReadyError while none has loaded)."""
         return self.manager.acquire()
 
+    def hold_routed(self, client_key: str) -> AbstractContextManager[tuple[LoadedModel, bool]]:
+        """(the model for this client's requests, whether it is the canary), held until the block ends."""
+        return self.manager.acquire_routed(client_key)
+
     @property
     def active(self) -> LoadedModel | None:
         return self.manager.active
@@ -101,5 +105,6 @@ class Lifecycle:
 
     def knows(self, version: str) -> bool:
         """Whether `version` is one of this server's (client strings must not mint metric series)."""
-        active = self.manager.active
-        return version in self.repo.version_names() or (active is not None and version == active.version)
+        held = (self.manager.active, self.manager.candidate)
+        return version in self.repo.version_names() or any(model is not None and version == model.version
+                                                           for model in held)

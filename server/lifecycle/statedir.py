@@ -8,6 +8,7 @@ which version it serves) is written here for the others and for whoever answers 
     <state_dir>/<pipeline>/workers/N.json     what worker slot N serves and loads now
     <state_dir>/<pipeline>/load.lock          held by the one worker loading a version
     <state_dir>/<pipeline>/promotions.json    promotion requests (who asked for which version)
+    <state_dir>/<pipeline>/rollout.json       the canary: candidate, share, stable version
     <state_dir>/<pipeline>/registry.json      what the registry sync last saw and did (OCR_MODEL_SOURCE=mlflow)
     <state_dir>/<pipeline>/registry.lock      held by the one registry sync of the machine
     <state_dir>/<pipeline>/recent_results.sqlite  what was read recently, for feedback by request id
@@ -42,6 +43,10 @@ class StatePaths:
     @property
     def workers_dir(self) -> Path:
         return self.base / "workers"
+
+    @property
+    def rollout_file(self) -> Path:
+        return self.base / "rollout.json"
 
     @property
     def promotions_file(self) -> Path:

@@ -142,6 +142,7 @@ def models_view(controller: LifecycleController) -> dict[str, Any]:
     pin: dict[str, Any] | None = None
     if pin_read.pin is not None:
         pin = {**pin_read.pin.__dict__, "effective": chosen.pin_effective, "reason": chosen.pin_reason}
+    rollout, rollout_error = controller.canary.store.read()
     return {
         "pipeline": controller.repo.pipeline,
         "repository": str(controller.repo.pipeline_dir),
@@ -150,6 +151,9 @@ def models_view(controller: LifecycleController) -> dict[str, Any]:
         "desired": chosen.desired,
         "pin": pin,
         "pin_error": pin_read.error,
+        "rollout": {**rollout.__dict__, "workers": [w.slot for w in workers if w.canary == rollout.candidate]}
+        if rollout else None,
+        "rollout_error": rollout_error,
         "workers": [_worker_json(worker) for worker in workers],
         "versions": versions,
         "ignored": [{"name": name, "reason": reason} for name, reason in scan.ignored],
@@ -170,6 +174,6 @@ def _registry_status(controller: LifecycleController) -> dict[str, Any] | None:
 
 
 def _worker_json(worker: WorkerState) -> dict[str, Any]:
-    return {"slot": worker.slot, "pid": worker.pid, "serving": worker.serving, "loading": worker.loading,
-            "draining": worker.draining, "since": worker.since, "errors": worker.errors,
+    return {"slot": worker.slot, "pid": worker.pid, "serving": worker.serving, "canary": worker.canary,
+            "loading": worker.loading, "draining": worker.draining, "since": worker.since, "errors": worker.errors,
             "updated_at": worker.updated_at}

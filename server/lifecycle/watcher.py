@@ -168,14 +168,16 @@ def watched_paths(repo: ModelRepository, state: StatePaths) -> list[Path]:
 
 
 def decision_inputs(repo: ModelRepository, state: StatePaths) -> Callable[[str], bool]:
-    """Whether a changed path can change what a worker serves: a version directory, the pin, a verdict."""
+    """Whether a changed path can change what a worker serves: a version directory, the pin, the
+    rollout, a verdict."""
     pin_file = state.pin_file.absolute()
+    rollout_file = state.rollout_file.absolute()
     verdicts_dir = state.verdicts_dir.absolute()
     pipeline_dir = repo.pipeline_dir.absolute()
 
     def relevant(raw: str) -> bool:
         path = Path(raw)
-        if path == pin_file:
+        if path in (pin_file, rollout_file):
             return True
         if path.parent == verdicts_dir:
             return path.suffix == ".json" and not path.name.startswith(".")

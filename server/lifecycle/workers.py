@@ -24,6 +24,7 @@ class WorkerState:
     draining: list[str] = field(default_factory=list)  # retired versions still finishing requests
     since: str = ""  # when it started serving its version
     errors: dict[str, str] = field(default_factory=dict)  # version -> local load failure being retried
+    canary: str | None = None  # the rollout's candidate it holds beside `serving`
     updated_at: str = ""
 
 

@@ -7,6 +7,9 @@
     POST   /v1/models/<version>/request-promotion  ask for a version to be activated (four-eyes rule)
     DELETE /v1/models/pin                          remove the pin (back to "highest approved version wins")
     POST   /v1/models/rollback                     pin the highest eligible version below the serving one
+    POST   /v1/models/<version>/canary             {"percent": P}: P % of clients to it, beside the stable one
+    POST   /v1/models/<version>/promote            end its canary: it serves everywhere (pinned)
+    POST   /v1/models/<version>/abort              end its canary: rejected as rolled_back, stable again
 
 Every call is authorised first (`server.http.auth`, the roles of `server.governance.roles`); refusals
 are audited there, and the commands (`server.lifecycle.commands`) record their own outcome with the
@@ -16,11 +19,14 @@ is written at once, the workers load and switch in the background (watch `GET /v
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request
 
 from server.governance.roles import Action
 from server.http.auth import authorize
 from server.http.context import current_context
+from server.http.errors import ApiError
 
 bp = Blueprint("models", __name__)
 
@@ -69,3 +75,45 @@ def rollback() -> tuple[Response, int]:
     pin, current = current_context().lifecycle.commands.rollback(**caller)
     return jsonify({"pin": pin.__dict__, "from": current,
                     "message": f"pinned {pin.version} (rolled back from {current}); workers switch once it is loaded"}), 202
+
+
+def _json_body(allowed: set[str]) -> dict[str, Any]:
+    """The call's JSON object (an empty body is an empty object), with no keys but `allowed`."""
+    if not request.get_data(cache=True):
+        return {}
+    if request.mimetype != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the body as application/json")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json", "the body must be a JSON object")
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise ApiError(400, "invalid_body", f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(allowed))}")
+    return body
+
+
+@bp.post("/v1/models/<version>/canary")
+def canary(version: str) -> tuple[Response, int]:
+    caller = authorize(Action.START_CANARY, "canary", version)
+    body = _json_body({"percent"})
+    rollout = current_context().lifecycle.commands.canary(version, body.get("percent"), **caller)
+    return jsonify({"rollout": rollout.__dict__,
+                    "message": f"{rollout.percent:g}% of clients go to {version} once the workers have loaded it"}), 202
+
+
+@bp.post("/v1/models/<version>/promote")
+def promote(version: str) -> tuple[Response, int]:
+    caller = authorize(Action.PROMOTE, "promote", version, four_eyes=True)
+    pin = current_context().lifecycle.commands.promote(version, **caller)
+    return jsonify({"pin": pin.__dict__, "message": f"promoted {version}; every worker serves it once loaded"}), 202
+
+
+@bp.post("/v1/models/<version>/abort")
+def abort(version: str) -> Response:
+    caller = authorize(Action.ABORT_CANARY, "abort", version)
+    reason = _json_body({"reason"}).get("reason", "")
+    if not isinstance(reason, str) or len(reason) > 1000:
+        raise ApiError(400, "invalid_body", "'reason' must be a string of at most 1000 characters")
+    rollout = current_context().lifecycle.commands.abort(version, reason or "no reason given", **caller)
+    return jsonify({"rollout": None, "stable": rollout.stable,
+                    "message": f"aborted the canary of {version}; {rollout.stable} serves every client"})

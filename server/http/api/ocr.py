@@ -3,7 +3,8 @@
 Read top to bottom: take the inputs and options out of the request (`server.http.inputs`,
 `server.http.options`), open every input (`server.documents.sources`: its kind from its bytes, its
 pages counted, selected and size-checked) before touching a model, check the request's page budget,
-hold one model version for the whole request, then read one page at a time - recognised, or answered
+hold one model version for the whole request (the stable one, or a canary candidate for the clients in
+its share), then read one page at a time - recognised, or answered
 from a PDF's own text layer - and answer with one result per page and which version served it.
 """
 
@@ -45,10 +46,16 @@ def _for_input(index: int, count: int, step: Callable[[], T]) -> T:
         raise
 
 
-def _hold_model(stack: ExitStack, lifecycle: Lifecycle) -> LoadedModel:
-    """Hold the serving version until `stack` closes, or answer 503 while none has loaded."""
+def _client_key() -> str:
+    """Who the caller is, for canary routing: its X-Client-Id, else its address (one client, one version)."""
+    return request.headers.get("X-Client-Id") or request.remote_addr or ""
+
+
+def _hold_model(stack: ExitStack, lifecycle: Lifecycle) -> tuple[LoadedModel, bool]:
+    """Hold the version that serves this client (and whether it is a canary) until `stack` closes, or
+    answer 503 while none has loaded."""
     try:
-        return stack.enter_context(lifecycle.hold())
+        return stack.enter_context(lifecycle.hold_routed(_client_key()))
     except NotReadyError as exc:
         err = ApiError(503, "model_not_ready", f"{exc}; retry shortly")
         err.headers["Retry-After"] = "5"
@@ -130,7 +137,7 @@ def ocr() -> Response:
     texts: list[str | None] = []  # what the model read, per result (None: a text-layer page)
     with ExitStack() as stack:
         sources = _open_all(stack, ctx, blobs, options)
-        model = _hold_model(stack, ctx.lifecycle)
+        model, canary = _hold_model(stack, ctx.lifecycle)
         instrumentation.model_chosen(model.version)
         for index, source in enumerate(sources):
             for page in _pages(index, len(sources), source):
@@ -146,7 +153,7 @@ def ocr() -> Response:
 
     response = jsonify({
         "request_id": g.request_id,
-        "model": {"name": model.name, "version": model.version},
+        "model": {"name": model.name, "version": model.version, "canary": canary},
         "results": results,
         "timing_ms": {"total": _ms(time.perf_counter() - started)},
     })

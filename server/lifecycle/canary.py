@@ -1,0 +1,111 @@
+"""One worker's side of a canary: hold the rollout's candidate beside the stable version, or drop it.
+
+Each pass of the controller calls `follow` with the scan. While the rollout file names a candidate that
+is eligible (whole on disk, not rejected) and is not what this worker serves, the worker loads it as a
+second model - under the machine-wide load lock, judged by the same loader and gate as any version, its
+baseline the stable version - and gives it the rollout's share of client keys
+(`ModelManager.acquire_routed`). When the rollout ends (promoted, aborted) or its candidate is rejected,
+the candidate is retired: requests already on it finish, new ones go to the stable version.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from server.lifecycle.backoff import Backoff
+from server.lifecycle.decisions import Decisions
+from server.lifecycle.loader import Loader, LoadFailure, LoadRequest, LoadedModel
+from server.lifecycle.manager import ModelManager
+from server.lifecycle.policy import rejected
+from server.lifecycle.reporting import Reporter
+from server.lifecycle.rollout import Rollout, RolloutStore
+from server.lifecycle.source import Inspection, Scan
+from server.lifecycle.states import VersionState
+from server.lifecycle.verdicts import VerdictStore
+from server.storage.locks import FileLock
+
+log = logging.getLogger(__name__)
+
+
+class CanaryFollower:
+    def __init__(self, store: RolloutStore, manager: ModelManager, loader: Loader, verdicts: VerdictStore,
+                 decisions: Decisions, backoff: Backoff, load_lock: FileLock, reporter: Reporter,
+                 stopping: threading.Event) -> None:
+        self.store = store
+        self.manager = manager
+        self.loader = loader
+        self.verdicts = verdicts
+        self.decisions = decisions
+        self.backoff = backoff
+        self.load_lock = load_lock
+        self.reporter = reporter
+        self.stopping = stopping
+        self._fingerprint: str | None = None  # of the candidate held
+        self._file_error: str | None = None  # reported once per change
+
+    def follow(self, scan: Scan, serving: str | None) -> None:
+        rollout = self._read()
+        target = self._target(rollout, scan, serving)
+        held = self.manager.candidate
+        if held is not None and (target is None or (held.version, self._fingerprint) != (target.version,
+                                                                                        target.fingerprint)):
+            self.manager.set_candidate(None)
+            self.reporter.event("canary_unload", held.version)
+            held = None
+        if rollout is None or target is None or serving is None:  # the stable version loads first
+            return
+        if held is not None:
+            self.manager.set_candidate_share(rollout.percent)
+            return
+        model = self._load(target)
+        if model is not None:
+            self.manager.set_candidate(model, rollout.percent)
+            self._fingerprint = target.fingerprint
+            self.reporter.event("canary_load", target.version, percent=rollout.percent, stable=serving)
+
+    def _read(self) -> Rollout | None:
+        rollout, error = self.store.read()
+        if error != self._file_error and error is not None:
+            log.error("%s", error)
+        self._file_error = error
+        return rollout
+
+    def _target(self, rollout: Rollout | None, scan: Scan, serving: str | None) -> Inspection | None:
+        """The rollout's candidate as scanned, if this worker should hold it."""
+        if rollout is None or rollout.candidate == serving:
+            return None
+        inspection = scan.versions.get(rollout.candidate)
+        if inspection is None or inspection.state is not VersionState.NEW:
+            return None
+        if rejected(scan, self.verdicts.all(), inspection.version) is not None:
+            return None
+        if self.backoff.waiting(inspection.version, inspection.fingerprint):
+            return None
+        return inspection
+
+    def _load(self, inspection: Inspection) -> LoadedModel | None:
+        try:
+            if not self.load_lock.acquire(self.stopping):
+                return None
+        except OSError as exc:  # an unwritable state directory: no canary (nor any rollout file) then
+            log.error("cannot take the load lock for the canary %s: %s", inspection.version, exc)
+            return None
+        try:
+            standing = self.verdicts.current(inspection.version, inspection.fingerprint)
+            if standing is not None and not standing.approved:
+                return None
+            try:
+                loaded = self.loader.load(LoadRequest(inspection, standing, self.manager.active))
+                if not inspection.unchanged():  # copied over while it loaded: not what was judged
+                    loaded.model.close()
+                    return None
+                if standing is None:
+                    self.decisions.approve(inspection, loaded)
+            except LoadFailure as failure:
+                self.decisions.failed(inspection, standing, failure)
+                return None
+            self.backoff.succeeded(inspection.version, inspection.fingerprint)
+            return loaded.model
+        finally:
+            self.load_lock.release()

@@ -1,0 +1,70 @@
+"""The rollout: a candidate version taking a share of live requests (a canary) beside the stable one.
+
+One small file in the state directory (`rollout.json`), written atomically by the admin API and
+followed by every worker like the pin, so all workers route alike and a restart keeps the canary:
+
+    {"candidate": "1.1.0", "stable": "1.0.0", "percent": 25, "started_at": ..., "actor": ...,
+     "pinned_stable": true}
+
+While it stands, the stable version is pinned (the canary pins it if nothing was), so the candidate,
+often the highest version, does not simply take over; each worker holds the candidate as a second
+model and sends it the requests whose client key falls in its share (`in_canary`). Promoting pins
+the candidate and ends the rollout; aborting ends it, rejects the candidate with the reason, and
+removes the pin the canary itself set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from server.storage.statefiles import StateFileError, read_json, write_json_atomic
+
+# Shares are kept to 0.01 %: a client key lands in one of 10,000 buckets.
+BUCKETS = 10_000
+
+
+@dataclass(frozen=True)
+class Rollout:
+    candidate: str
+    stable: str
+    percent: float
+    started_at: str = ""
+    actor: str = "unknown"
+    pinned_stable: bool = False  # the canary set the stable pin, so ending it removes that pin
+
+
+def in_canary(client_key: str, percent: float) -> bool:
+    """Whether requests of `client_key` go to the candidate: a hash of the key, not a coin toss, so one
+    client sees one version on every worker and across restarts, and raising the share only moves
+    clients from stable to candidate, never back."""
+    bucket = int.from_bytes(hashlib.sha256(client_key.encode("utf-8")).digest()[:8], "big") % BUCKETS
+    return bucket < percent * BUCKETS / 100
+
+
+class RolloutStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read(self) -> tuple[Rollout | None, str | None]:
+        """(the rollout, None), (None, None) when there is none, or (None, why the file is ignored)."""
+        try:
+            data = read_json(self.path)
+        except (StateFileError, OSError) as exc:
+            return None, f"rollout file ignored: {exc}"
+        if data is None:
+            return None, None
+        try:
+            rollout = Rollout(**data) if isinstance(data, dict) else None
+        except TypeError as exc:
+            return None, f"rollout file ignored: {exc}"
+        if rollout is None or not isinstance(rollout.candidate, str) or not isinstance(rollout.percent, (int, float)):
+            return None, f"rollout file ignored: {self.path} must hold a candidate and a percent"
+        return rollout, None
+
+    def write(self, rollout: Rollout) -> None:
+        write_json_atomic(self.path, asdict(rollout))
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
