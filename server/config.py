@@ -161,6 +161,27 @@ class Settings:
     # Page shapes (HEIGHTxWIDTH, comma-separated) run through a new version before it serves.
     warmup_shapes: str = field(default="960x480,480x800,320x320", metadata={"env": "OCR_WARMUP_SHAPES"})
 
+    # -- canary releases and their judge (see README, "Canary releases") --
+    # The relative change of a metric (latency, error and empty rates, confidence, lines, feedback
+    # accuracy) that counts as a regression when it is also statistically significant at OCR_ROLLOUT_ALPHA.
+    rollout_max_regression: float = field(default=0.05, metadata={"env": "OCR_ROLLOUT_MAX_REGRESSION", "min": 0.0})
+    rollout_alpha: float = field(default=0.05, metadata={"env": "OCR_ROLLOUT_ALPHA", "min": 0.0})
+    # A judging window closes after this many canary requests or this many seconds, whichever is first;
+    # a regression must hold in OCR_ROLLOUT_WINDOWS consecutive windows, and as many passing windows pass it.
+    rollout_window_requests: int = field(default=100, metadata={"env": "OCR_ROLLOUT_WINDOW_REQUESTS", "min": 10})
+    rollout_window_s: float = field(default=300.0, metadata={"env": "OCR_ROLLOUT_WINDOW_S", "min": 1.0})
+    rollout_windows: int = field(default=2, metadata={"env": "OCR_ROLLOUT_WINDOWS", "min": 1})
+    # The hard guardrail: a canary whose server-error rate reaches this is rolled back at once.
+    rollout_max_error_rate: float = field(default=0.05, metadata={"env": "OCR_ROLLOUT_MAX_ERROR_RATE", "min": 0.0})
+    # Promote a canary that passed by itself (off: it waits for a releaser's promote).
+    rollout_auto_promote: bool = field(default=False, metadata={"env": "OCR_ROLLOUT_AUTO_PROMOTE"})
+    # Where the judge POSTs its decisions (JSON); empty: nowhere.
+    rollout_webhook: str = field(default="", metadata={"env": "OCR_ROLLOUT_WEBHOOK"})
+    # Refuse a promotion without a passing A/B report for that exact pair of versions' digests.
+    promote_requires_report: bool = field(default=False, metadata={"env": "OCR_PROMOTE_REQUIRES_REPORT"})
+    # How often each worker's judge looks at the samples; 0: no judge (canaries end by hand only).
+    rollout_judge_s: float = field(default=5.0, metadata={"env": "OCR_ROLLOUT_JUDGE_S", "min": 0.0})
+
     # -- governance (see README, "Governance") --
     # PEM public keys allowed to sign versions (a file, or a directory of *.pem / *.pub), each naming the
     # pipelines it may sign for; empty: no key is trusted.
@@ -258,6 +279,10 @@ class Settings:
                 raise ConfigError(f"OCR_MODEL_SOURCE=mlflow needs {' and '.join(missing)}")
         if any(c in self.mlflow_model for c in "'\"\\"):
             raise ConfigError(f"OCR_MLFLOW_MODEL must not contain quotes or backslashes, got {self.mlflow_model!r}")
+        if not 0 < self.rollout_alpha < 1:
+            raise ConfigError(f"OCR_ROLLOUT_ALPHA is a significance level, within 0..1; got {self.rollout_alpha}")
+        if self.rollout_webhook and urlsplit(self.rollout_webhook).scheme not in {"http", "https"}:
+            raise ConfigError(f"OCR_ROLLOUT_WEBHOOK must be an http(s) URL, got {self.rollout_webhook!r}")
         self.warmup_shape_list  # raises ConfigError when malformed
         self.audit_syslog_target  # likewise
 

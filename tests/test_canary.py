@@ -6,15 +6,27 @@ from __future__ import annotations
 
 import pytest
 
+from server.lifecycle.ab_report import RolloutReports
 from server.lifecycle.commands import Refused
 from server.lifecycle.manager import ModelManager
 from server.lifecycle.rollout import in_canary
+from server.lifecycle.rollout_commands import RolloutCommands
 from server.lifecycle.states import VersionState
+from server.quality.judge import JudgePolicy
+from server.quality.rollout_samples import RolloutSamples
 from tests.support.fake_loader import Script
 from tests.support.lifecycle import wait_for
 from tests.test_controller import Lab, Worker, lab  # noqa: F401  (the fixture)
 
 KEYS = [f"client-{n}" for n in range(400)]
+
+
+def _rollouts(lab: Lab, worker: Worker) -> RolloutCommands:
+    """The canary's commands as the worker's HTTP layer gets them (no samples here: the judge is
+    tested in test_judge.py)."""
+    reports = RolloutReports(RolloutSamples(lab.state.rollout_samples), lab.state.reports_dir, JudgePolicy(),
+                             worker.controller.verdicts, lambda version: None)
+    return RolloutCommands(worker.commands, worker.controller.canary.store, reports)
 
 
 def _serve(lab: Lab, workers: list[Worker], version: str) -> None:
@@ -52,7 +64,7 @@ def test_canary_routes_a_share_on_every_worker_alike_then_promote_moves_all(lab:
     lab.publish("2.0.0")
     wait_for(lambda: "2.0.0" in workers[0].controller.scan_now().versions, 10, "2.0.0 to be on disk")
 
-    rollout = workers[1].commands.canary("2.0.0", 30, actor="releaser")
+    rollout = _rollouts(lab, workers[1]).canary("2.0.0", 30, actor="releaser")
     assert (rollout.candidate, rollout.stable, rollout.percent, rollout.pinned_stable) == ("2.0.0", "1.0.0", 30, False)
     wait_for(lambda: all(w.controller.manager.candidate is not None for w in workers), 30,
              "both workers to hold the candidate")
@@ -65,20 +77,20 @@ def test_canary_routes_a_share_on_every_worker_alike_then_promote_moves_all(lab:
     assert sorted(v for v, _ in workers[0].loader.attempts + workers[1].loader.attempts).count("2.0.0") == 2
     assert all(w.serving == "1.0.0" for w in workers)  # the candidate does not take over
 
-    workers[0].commands.canary("2.0.0", 60, actor="releaser")  # a larger share, no reload
+    _rollouts(lab, workers[0]).canary("2.0.0", 60, actor="releaser")  # a larger share, no reload
     wait_for(lambda: sum(_routed(workers[1], key)[1] for key in KEYS) > len(to_candidate) * 1.5, 30,
              "the larger share to apply")
     assert sorted(v for v, _ in workers[0].loader.attempts + workers[1].loader.attempts).count("2.0.0") == 2
 
     with pytest.raises(Refused) as refused:
-        workers[0].commands.canary("1.0.0", 10, actor="releaser")
+        _rollouts(lab, workers[0]).canary("1.0.0", 10, actor="releaser")
     assert refused.value.code == "rollout_in_progress"
 
-    workers[0].commands.promote("2.0.0", actor="releaser")
+    _rollouts(lab, workers[0]).promote("2.0.0", actor="releaser")
     wait_for(lambda: all(w.serving == "2.0.0" and w.controller.manager.candidate is None for w in workers), 30,
              "both workers to serve the promoted 2.0.0 alone")
     assert workers[0].controller.pins.read().pin.version == "2.0.0"  # type: ignore[union-attr]
-    assert workers[0].commands.rollouts.read() == (None, None)
+    assert workers[0].controller.canary.store.read() == (None, None)
     assert [(a, r) for a, _, r in lab.events() if a in ("canary", "promote", "canary_load", "canary_unload")] == [
         ("canary", "ok"), ("canary_load", "ok"), ("canary_load", "ok"), ("canary", "ok"), ("canary", "refused"),
         ("promote", "ok"), ("canary_unload", "ok"), ("canary_unload", "ok")]
@@ -88,11 +100,11 @@ def test_abort_rejects_the_candidate_and_removes_the_pin_the_canary_set(lab: Lab
     lab.publish("0.9.0", "1.0.0")
     workers = [lab.worker(), lab.worker()]
     _serve(lab, workers, "1.0.0")
-    rollout = workers[0].commands.canary("0.9.0", 50, actor="releaser")
+    rollout = _rollouts(lab, workers[0]).canary("0.9.0", 50, actor="releaser")
     assert rollout.pinned_stable and workers[0].controller.pins.read().pin.version == "1.0.0"  # type: ignore[union-attr]
     wait_for(lambda: all(w.controller.manager.candidate is not None for w in workers), 30, "the candidate loads")
 
-    workers[1].commands.abort("0.9.0", "reads totals worse", actor="releaser")
+    _rollouts(lab, workers[1]).abort("0.9.0", "reads totals worse", actor="releaser")
     wait_for(lambda: all(w.controller.manager.candidate is None for w in workers), 30, "the candidate to go")
     assert workers[0].controller.pins.read().pin is None
     verdict = workers[0].controller.verdicts.get("0.9.0")
@@ -108,17 +120,17 @@ def test_canary_calls_that_cannot_be_carried_out_are_refused_and_audited(lab: La
     worker = lab.worker({"3.0.0": Script(gate_passes=False)})
     _serve(lab, [worker], "2.0.0")
     cases = [
-        (lambda: worker.commands.canary("1.0.0", 0, actor="r"), "invalid_percent"),
-        (lambda: worker.commands.canary("1.0.0", True, actor="r"), "invalid_percent"),
-        (lambda: worker.commands.canary("1.0.0", 101, actor="r"), "invalid_percent"),
-        (lambda: worker.commands.canary("2.0.0", 10, actor="r"), "already_serving"),
-        (lambda: worker.commands.canary("7.0.0", 10, actor="r"), "version_not_found"),
-        (lambda: worker.commands.promote("1.0.0", actor="r"), "not_in_canary"),
-        (lambda: worker.commands.abort("1.0.0", "x", actor="r"), "not_in_canary"),
+        (lambda: _rollouts(lab, worker).canary("1.0.0", 0, actor="r"), "invalid_percent"),
+        (lambda: _rollouts(lab, worker).canary("1.0.0", True, actor="r"), "invalid_percent"),
+        (lambda: _rollouts(lab, worker).canary("1.0.0", 101, actor="r"), "invalid_percent"),
+        (lambda: _rollouts(lab, worker).canary("2.0.0", 10, actor="r"), "already_serving"),
+        (lambda: _rollouts(lab, worker).canary("7.0.0", 10, actor="r"), "version_not_found"),
+        (lambda: _rollouts(lab, worker).promote("1.0.0", actor="r"), "not_in_canary"),
+        (lambda: _rollouts(lab, worker).abort("1.0.0", "x", actor="r"), "not_in_canary"),
     ]
     for call, code in cases:
         with pytest.raises(Refused) as refused:
             call()
         assert refused.value.code == code
     assert [r for a, _, r in lab.events() if a in ("canary", "promote", "abort")] == ["refused"] * len(cases)
-    assert worker.commands.rollouts.read() == (None, None) and worker.controller.pins.read().pin is None
+    assert worker.controller.canary.store.read() == (None, None) and worker.controller.pins.read().pin is None

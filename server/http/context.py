@@ -24,6 +24,7 @@ from server.governance.verify import SignatureChecker
 from server.lifecycle import Lifecycle, LifecycleConfig
 from server.lifecycle.statedir import StatePaths
 from server.quality.gate import GatePolicy
+from server.quality.judge import JudgePolicy
 from server.repository.layout import ModelRepository
 from server.runtime import RuntimeOptions
 
@@ -60,6 +61,13 @@ def lifecycle_config(settings: Settings) -> LifecycleConfig:
         drain_timeout_s=float(settings.timeout_s),
         require_signature=settings.require_signature,
         recheck_s=settings.signature_recheck_s,
+        judge=JudgePolicy(max_regression=settings.rollout_max_regression, alpha=settings.rollout_alpha,
+                          window_requests=settings.rollout_window_requests, window_s=settings.rollout_window_s,
+                          windows=settings.rollout_windows, max_error_rate=settings.rollout_max_error_rate),
+        judge_s=settings.rollout_judge_s,
+        auto_promote=settings.rollout_auto_promote,
+        rollout_webhook=settings.rollout_webhook,
+        promote_requires_report=settings.promote_requires_report,
     )
 
 

@@ -7,7 +7,9 @@ Two halves, so that the OCR handler stays readable:
   which Flask runs whatever happens;
 - the handler calls `model_chosen` once it holds a model (so a failure past that point is charged to
   that version, and the response names it) and `record_results` once the response is built
-  (per recognised page: stages, lines, confidences, pixels; and the texts kept for feedback).
+  (per recognised page: stages, lines, confidences, pixels; and the texts kept for feedback);
+- during a canary, every answered request also becomes a sample of its arm for the judge
+  (`Lifecycle.observe`): latency, server error or not, lines and mean confidence.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Sequence
 from flask import Blueprint, Flask, Response, current_app, g
 
 from server.config import Settings
+from server.http.context import current_context
 from server.lifecycle.statedir import StatePaths
 from server.observability.exposition import check_worker_mode
 from server.observability.metrics import (
@@ -33,6 +36,7 @@ from server.observability.metrics import (
     STAGES,
 )
 from server.pipeline.types import ImageResult
+from server.quality.judge import Sample
 from server.quality.recent_results import RecentResults
 
 STORE_KEY = "ocr_recent_results"
@@ -53,6 +57,7 @@ def record_results(version: str, results: Sequence[tuple[ImageResult, float]], t
     `texts` is what each entry of the response's `results` holds for feedback (None: the page was
     answered from a PDF's text layer, so not read by the model). Text-layer pages are not observed:
     they say nothing of the model, and would fill its histograms with zeros."""
+    g.read_lines = [float(line.score) for result, _ in results for line in result.lines]
     for result, decode_s in results:
         timings = result.timings
         for stage, seconds in zip(STAGES, (decode_s, timings.det, timings.cls, timings.rec)):
@@ -84,11 +89,21 @@ def _count(response: Response) -> Response:
     status = response.status_code
     version = g.get("model_version", NO_VERSION)
     REQUESTS.labels(status=str(status), model_version=version).inc()
+    seconds = time.perf_counter() - started
     if status < 400:
-        REQUEST_DURATION.labels(model_version=version).observe(time.perf_counter() - started)
+        REQUEST_DURATION.labels(model_version=version).observe(seconds)
     else:
         ERRORS.labels(code=_error_code(response)).inc()
+    if version != NO_VERSION and (status < 400 or status >= 500):  # a refused input says nothing of the model
+        _observe(version, seconds, status >= 500)
     return response
+
+
+def _observe(version: str, seconds: float, failed: bool) -> None:
+    scores: list[float] = g.get("read_lines", [])
+    sample = Sample(time.time(), seconds, failed, not failed and not scores,
+                    sum(scores) / len(scores) if scores else None, len(scores))
+    current_context().lifecycle.observe(version, sample)
 
 
 def _end(_exc: BaseException | None) -> None:

@@ -23,6 +23,7 @@ from server.lifecycle.rollout import Rollout, RolloutStore
 from server.lifecycle.source import Inspection, Scan
 from server.lifecycle.states import VersionState
 from server.lifecycle.verdicts import VerdictStore
+from server.observability.metrics import ROLLOUT_SHARE
 from server.storage.locks import FileLock
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,16 @@ class CanaryFollower:
         self.reporter = reporter
         self.stopping = stopping
         self._fingerprint: str | None = None  # of the candidate held
+        self.rollout: Rollout | None = None  # the rollout whose candidate is held (for the samples' arms)
         self._file_error: str | None = None  # reported once per change
+
+    def arm(self, version: str) -> tuple[str, str] | None:
+        """(the rollout's id, "stable" or "canary") for a request `version` answered while this worker
+        holds a candidate; None otherwise (nothing to judge)."""
+        rollout = self.rollout
+        if rollout is None or version not in (rollout.candidate, rollout.stable):
+            return None
+        return rollout.key, "canary" if version == rollout.candidate else "stable"
 
     def follow(self, scan: Scan, serving: str | None) -> None:
         rollout = self._read()
@@ -51,17 +61,22 @@ class CanaryFollower:
         if held is not None and (target is None or (held.version, self._fingerprint) != (target.version,
                                                                                         target.fingerprint)):
             self.manager.set_candidate(None)
+            self.rollout = None
+            ROLLOUT_SHARE.labels(version=held.version).set(0)
             self.reporter.event("canary_unload", held.version)
             held = None
         if rollout is None or target is None or serving is None:  # the stable version loads first
             return
         if held is not None:
             self.manager.set_candidate_share(rollout.percent)
+            self.rollout = rollout
+            ROLLOUT_SHARE.labels(version=held.version).set(rollout.percent)
             return
         model = self._load(target)
         if model is not None:
             self.manager.set_candidate(model, rollout.percent)
-            self._fingerprint = target.fingerprint
+            self._fingerprint, self.rollout = target.fingerprint, rollout
+            ROLLOUT_SHARE.labels(version=model.version).set(rollout.percent)
             self.reporter.event("canary_load", target.version, percent=rollout.percent, stable=serving)
 
     def _read(self) -> Rollout | None:

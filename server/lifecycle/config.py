@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from server.quality.gate import GatePolicy
+from server.quality.judge import JudgePolicy
 
 
 @dataclass(frozen=True)
@@ -21,3 +22,8 @@ class LifecycleConfig:
     probe_timeout_s: float = 600.0
     require_signature: bool = False
     recheck_s: float = 0.0  # 0: the serving version is not checked again
+    judge: JudgePolicy = JudgePolicy()
+    judge_s: float = 0.0  # 0: no judge
+    auto_promote: bool = False
+    rollout_webhook: str = ""
+    promote_requires_report: bool = False

@@ -34,6 +34,11 @@ class Rollout:
     actor: str = "unknown"
     pinned_stable: bool = False  # the canary set the stable pin, so ending it removes that pin
 
+    @property
+    def key(self) -> str:
+        """What its samples are filed under: a candidate canaried twice gets two sets."""
+        return f"{self.candidate}@{self.started_at}"
+
 
 def in_canary(client_key: str, percent: float) -> bool:
     """Whether requests of `client_key` go to the candidate: a hash of the key, not a coin toss, so one

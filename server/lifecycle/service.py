@@ -1,10 +1,12 @@
 """One worker's model lifecycle, as the rest of the server uses it.
 
-The HTTP layer needs five things from the lifecycle: the model to run a request on (held for the
-whole request), the admin view (all versions, or one with its card and a fresh signature check), the
-admin commands, the promotion requests (for the four-eyes rule), and whether a version name is one of
-ours. This facade gives exactly those, and `build` wires the real parts together: source, loader (with
-the signature checker), controller, manager and reporting.
+The HTTP layer needs these from the lifecycle: the model to run a request on (held for the whole
+request; the canary candidate for the clients in its share), the admin view (all versions, or one with
+its card and a fresh signature check), the admin commands and the canary's, the promotion requests (for
+the four-eyes rule), where a request's sample goes for the canary judge, a version's A/B report, and
+whether a version name is one of ours. This facade gives exactly those, and `build` wires the real
+parts together: source, loader (with the signature checker), controller, manager, reporting, and the
+canary's samples, reports and judge.
 """
 
 from __future__ import annotations
@@ -15,30 +17,38 @@ from typing import Any
 from server.governance.access import PromotionRequest
 from server.governance.audit import AuditLog
 from server.governance.verify import SignatureChecker
-from server.lifecycle.commands import Commands, Refused
+from server.lifecycle.ab_report import RolloutReports
+from server.lifecycle.commands import Commands, Refused, version_digest_of
 from server.lifecycle.config import LifecycleConfig
 from server.lifecycle.controller import LifecycleController
 from server.lifecycle.evaluation import Evaluator
+from server.lifecycle.judging import RolloutJudge
 from server.lifecycle.loader import LoadedModel
 from server.lifecycle.manager import ModelManager
 from server.lifecycle.pipeline_loader import PipelineLoader
 from server.lifecycle.reporting import Reporter
+from server.lifecycle.rollout_commands import RolloutCommands
 from server.lifecycle.statedir import StatePaths
 from server.lifecycle.states import VersionState
 from server.lifecycle.status import models_view, version_states, version_view
 from server.lifecycle.verdicts import VerdictStore
 from server.lifecycle.workers import WorkerBoard
+from server.quality.judge import Sample
+from server.quality.rollout_samples import RolloutSamples
 from server.repository.layout import ModelRepository, VersionNameError, parse_version
 from server.runtime import RuntimeOptions
 
 
 class Lifecycle:
     def __init__(self, repo: ModelRepository, manager: ModelManager, controller: LifecycleController,
-                 commands: Commands, signatures: SignatureChecker) -> None:
+                 commands: Commands, rollouts: RolloutCommands, judge: RolloutJudge,
+                 signatures: SignatureChecker) -> None:
         self.repo = repo
         self.manager = manager
         self.controller = controller
         self.commands = commands
+        self.rollouts = rollouts
+        self.judge = judge
         self.signatures = signatures
 
     @classmethod
@@ -50,12 +60,23 @@ class Lifecycle:
         device = "cpu" if options.device == "cpu" else f"gpu:{options.gpu_id}"
         reporter = Reporter(audit, WorkerBoard(state.workers_dir), slot, device)
         controller = LifecycleController(repo, manager, loader, config, state, reporter)
-        return cls(repo, manager, controller, Commands(controller, audit), signatures)
+        commands = Commands(controller, audit)
+
+        def digest_of(version: str) -> str | None:
+            return version_digest_of(controller.scan_now().versions.get(version))
+
+        reports = RolloutReports(RolloutSamples(state.rollout_samples), state.reports_dir, config.judge,
+                                 controller.verdicts, digest_of)
+        rollouts = RolloutCommands(commands, controller.canary.store, reports, config.promote_requires_report)
+        judge = RolloutJudge(rollouts, config.judge_s, config.auto_promote, config.rollout_webhook)
+        return cls(repo, manager, controller, commands, rollouts, judge, signatures)
 
     def start(self) -> None:
         self.controller.start()
+        self.judge.start()
 
     def stop(self) -> None:
+        self.judge.stop()
         self.controller.stop()
         self.manager.shutdown()
 
@@ -70,6 +91,29 @@ class Lifecycle:
     @property
     def active(self) -> LoadedModel | None:
         return self.manager.active
+
+    def observe(self, version: str, sample: Sample) -> None:
+        """File an answered request's sample with its canary arm, while a canary runs here."""
+        arm = self.controller.canary.arm(version)
+        if arm is not None:
+            self.rollouts.reports.samples.add(arm[0], arm[1], version, sample)
+
+    def observe_feedback(self, version: str, accuracy: float) -> None:
+        """File a feedback's accuracy (1 - CER) with its canary arm, while a canary runs here."""
+        arm = self.controller.canary.arm(version)
+        if arm is not None:
+            self.rollouts.reports.samples.add_feedback(arm[0], arm[1], version, accuracy)
+
+    def report(self, version: str) -> dict[str, Any]:
+        """The A/B report of `version`'s canary: the stored one, or the judge's reading while it runs."""
+        stored = self.rollouts.reports.load(version)
+        rollout, _ = self.rollouts.store.read()
+        if rollout is not None and rollout.candidate == version:
+            return self.rollouts.reports.build(rollout, self.rollouts.reports.judge(rollout), "in_progress", "")
+        if stored is None:
+            raise Refused("not_found", "report_not_found", f"version {version} has no A/B report (it was never "
+                          "in canary, or its report was not kept)")
+        return stored
 
     def view(self) -> dict[str, Any]:
         """Every version's state and why, and what each worker serves (`GET /v1/models`)."""

@@ -9,6 +9,8 @@ which version it serves) is written here for the others and for whoever answers 
     <state_dir>/<pipeline>/load.lock          held by the one worker loading a version
     <state_dir>/<pipeline>/promotions.json    promotion requests (who asked for which version)
     <state_dir>/<pipeline>/rollout.json       the canary: candidate, share, stable version
+    <state_dir>/<pipeline>/rollout_samples.sqlite  what each arm of a canary did, for the judge
+    <state_dir>/<pipeline>/reports/V.json     the A/B report of version V's canary (and V.md)
     <state_dir>/<pipeline>/registry.json      what the registry sync last saw and did (OCR_MODEL_SOURCE=mlflow)
     <state_dir>/<pipeline>/registry.lock      held by the one registry sync of the machine
     <state_dir>/<pipeline>/recent_results.sqlite  what was read recently, for feedback by request id
@@ -47,6 +49,14 @@ class StatePaths:
     @property
     def rollout_file(self) -> Path:
         return self.base / "rollout.json"
+
+    @property
+    def rollout_samples(self) -> Path:
+        return self.base / "rollout_samples.sqlite"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.base / "reports"
 
     @property
     def promotions_file(self) -> Path:

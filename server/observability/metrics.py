@@ -103,6 +103,24 @@ MODEL_RECHECK_FAILURES = Counter(
     ["result"],
 )
 
+# -- canary releases (server.lifecycle.canary, server.lifecycle.judging) ------------------------------
+ROLLOUT_SHARE = Gauge(
+    "ocr_rollout_share_percent", "Share of clients (percent) a live worker sends to the canary candidate; 0 once "
+    "the canary ends.", ["version"], multiprocess_mode="livemax",
+)
+ROLLOUT_VERDICT = Gauge(
+    "ocr_rollout_judge_verdict", "The judge's latest reading of a canary: 1 passed, 0 pending, -1 regressed.",
+    ["version"], multiprocess_mode="mostrecent",
+)
+ROLLOUT_DECISIONS = Counter(
+    "ocr_rollout_decisions_total", "Canaries ended, by decision (promoted, rolled_back) and by whom (judge, releaser).",
+    ["decision", "by"],
+)
+ROLLOUT_ROLLBACKS = Counter(
+    "ocr_rollout_rollbacks_total", "Canaries rolled back, by the metric that regressed (manual: a releaser's abort).",
+    ["metric"],
+)
+
 # -- registry sync (OCR_MODEL_SOURCE=mlflow; one process per server, see server.registry) ------------
 REGISTRY_UP = Gauge(
     "ocr_registry_up", "1 when the registry sync's last pass reached the registry, 0 while it cannot; "
@@ -137,7 +155,6 @@ FEEDBACK_REQUESTS = Counter(
     "Feedback submissions by outcome (recorded, unknown_request, duplicate, unavailable, invalid).",
     ["result"],
 )
-
 
 
 _serving_lock = threading.Lock()

@@ -20,20 +20,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
-import threading
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+
+from server.storage.sqlite import Database
 
 log = logging.getLogger(__name__)
 
 # The average characters of text a stored request may use before the oldest are evicted; a receipt
 # is ~1-2 thousand characters.
 CHARS_PER_ENTRY = 4096
-# How long a writer waits for another worker's transaction before giving up (they take milliseconds).
-BUSY_TIMEOUT_S = 5.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS results (
@@ -72,26 +68,14 @@ class RecentResults:
         self.path = path
         self.capacity = capacity
         self.max_chars = capacity * chars_per_entry
-        # One connection per thread of each process: a sqlite3 connection must not cross a fork, and
-        # Gunicorn's threads each serve requests.
-        self._local = threading.local()
+        self._db = Database(path, _SCHEMA)
         self._failing = False  # the last `remember` failed (logged once per streak, not per request)
 
     def _connection(self) -> sqlite3.Connection:
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is not None and self._local.pid == os.getpid():
-            return connection
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash, which is what matters
-            connection.execute("PRAGMA foreign_keys=ON")
-            connection.executescript(_SCHEMA)
+            return self._db.connection()
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(f"the recent results in {self.path} cannot be opened: {exc}") from exc
-        self._local.connection, self._local.pid = connection, os.getpid()
-        return connection
 
     def __len__(self) -> int:
         try:
@@ -106,8 +90,8 @@ class RecentResults:
             return False
         chars = sum(len(text or "") for text in texts)
         try:
-            connection = self._connection()
-            with _transaction(connection):
+            self._connection()
+            with self._db.transaction() as connection:
                 connection.execute("DELETE FROM results WHERE request_id = ?", (request_id,))
                 connection.execute(
                     "INSERT INTO results (request_id, model_version, texts, chars) VALUES (?, ?, ?, ?)",
@@ -142,9 +126,9 @@ class RecentResults:
 
         `image_index` may be omitted only for a single-image request.
         """
-        connection = self._connection()
+        self._connection()
         try:
-            with _transaction(connection):
+            with self._db.transaction() as connection:
                 row = connection.execute(
                     "SELECT seq, model_version, texts FROM results WHERE request_id = ?", (request_id,)).fetchone()
                 if row is None:
@@ -173,17 +157,3 @@ def _image_index(request_id: str, texts: list[str | None], image_index: int | No
         raise ImageIndexError(f"result {image_index} of request {request_id} was read from the PDF's text "
                               "layer, not by the model: it takes no feedback")
     return image_index
-
-
-@contextmanager
-def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception: the write lock is taken up front, so two
-    workers claiming the same image never both read it unclaimed."""
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    except BaseException:
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
-        raise
-    connection.execute("COMMIT")

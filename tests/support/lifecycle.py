@@ -137,6 +137,16 @@ class Admin:
     def rollback(self) -> requests.Response:
         return requests.post(f"{self.url}/v1/models/rollback", headers=self.headers, timeout=30)
 
+    def canary(self, version: str, percent: float) -> requests.Response:
+        return requests.post(f"{self.url}/v1/models/{version}/canary", json={"percent": percent},
+                             headers=self.headers, timeout=30)
+
+    def promote(self, version: str) -> requests.Response:
+        return requests.post(f"{self.url}/v1/models/{version}/promote", headers=self.headers, timeout=30)
+
+    def report(self, version: str) -> dict[str, Any]:
+        return self.get(f"/v1/models/{version}/report")
+
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
     """Poll until `predicate()` is truthy; returns its value. Fails with `what` after `timeout`."""

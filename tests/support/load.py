@@ -41,7 +41,8 @@ class Outcome:
 class LoadGenerator:
     def __init__(self, url: str, bodies: list[bytes], check: Check = ok_status, clients: int = 8,
                  content_type: str = "image/png", once: bool = False, timeout: float = 300.0,
-                 on_outcome: Callable[[Outcome], None] | None = None) -> None:
+                 on_outcome: Callable[[Outcome], None] | None = None,
+                 client_id: Callable[[int, int], str] | None = None) -> None:
         self.url = url
         self.bodies = bodies
         self.check = check
@@ -50,6 +51,7 @@ class LoadGenerator:
         self.once = once
         self.timeout = timeout
         self.on_outcome = on_outcome
+        self.client_id = client_id  # (client, request number) -> its X-Client-Id (canary routing); None: none
         self.outcomes: list[Outcome] = []
         self._inflight: dict[int, float] = {}  # client -> start of its request in flight
         self._next = 0
@@ -77,9 +79,12 @@ class LoadGenerator:
             with self._lock:
                 self._inflight[index] = started
             status = version = None
+            headers = {"Content-Type": self.content_type}
+            if self.client_id is not None:
+                headers["X-Client-Id"] = self.client_id(index, sent)
             try:
-                response = session.post(f"{self.url}/v1/ocr", data=self.bodies[body],
-                                        headers={"Content-Type": self.content_type}, timeout=self.timeout)
+                response = session.post(f"{self.url}/v1/ocr", data=self.bodies[body], headers=headers,
+                                        timeout=self.timeout)
                 status, version = response.status_code, response.headers.get("X-Model-Version")
                 problem = self.check(response)
             except requests.RequestException as exc:

@@ -132,6 +132,7 @@ def feedback() -> Response:
     FEEDBACK_CHARS.labels(model_version=version).inc(reference_chars)
     FEEDBACK_ERRORS.labels(model_version=version).inc(edits)
     FEEDBACK_REQUESTS.labels(result="recorded").inc()
+    current_context().lifecycle.observe_feedback(version, max(0.0, 1.0 - rate))  # for a canary's judge
     return jsonify({
         "request_id": body.get("request_id"),
         "model_version": version,

@@ -10,6 +10,7 @@
     POST   /v1/models/<version>/canary             {"percent": P}: P % of clients to it, beside the stable one
     POST   /v1/models/<version>/promote            end its canary: it serves everywhere (pinned)
     POST   /v1/models/<version>/abort              end its canary: rejected as rolled_back, stable again
+    GET    /v1/models/<version>/report             its canary's A/B report (JSON, or ?format=md)
 
 Every call is authorised first (`server.http.auth`, the roles of `server.governance.roles`); refusals
 are audited there, and the commands (`server.lifecycle.commands`) record their own outcome with the
@@ -27,6 +28,7 @@ from server.governance.roles import Action
 from server.http.auth import authorize
 from server.http.context import current_context
 from server.http.errors import ApiError
+from server.lifecycle import report_markdown
 
 bp = Blueprint("models", __name__)
 
@@ -96,7 +98,7 @@ def _json_body(allowed: set[str]) -> dict[str, Any]:
 def canary(version: str) -> tuple[Response, int]:
     caller = authorize(Action.START_CANARY, "canary", version)
     body = _json_body({"percent"})
-    rollout = current_context().lifecycle.commands.canary(version, body.get("percent"), **caller)
+    rollout = current_context().lifecycle.rollouts.canary(version, body.get("percent"), **caller)
     return jsonify({"rollout": rollout.__dict__,
                     "message": f"{rollout.percent:g}% of clients go to {version} once the workers have loaded it"}), 202
 
@@ -104,7 +106,7 @@ def canary(version: str) -> tuple[Response, int]:
 @bp.post("/v1/models/<version>/promote")
 def promote(version: str) -> tuple[Response, int]:
     caller = authorize(Action.PROMOTE, "promote", version, four_eyes=True)
-    pin = current_context().lifecycle.commands.promote(version, **caller)
+    pin = current_context().lifecycle.rollouts.promote(version, **caller)
     return jsonify({"pin": pin.__dict__, "message": f"promoted {version}; every worker serves it once loaded"}), 202
 
 
@@ -114,6 +116,18 @@ def abort(version: str) -> Response:
     reason = _json_body({"reason"}).get("reason", "")
     if not isinstance(reason, str) or len(reason) > 1000:
         raise ApiError(400, "invalid_body", "'reason' must be a string of at most 1000 characters")
-    rollout = current_context().lifecycle.commands.abort(version, reason or "no reason given", **caller)
+    rollout = current_context().lifecycle.rollouts.abort(version, reason or "no reason given", **caller)
     return jsonify({"rollout": None, "stable": rollout.stable,
                     "message": f"aborted the canary of {version}; {rollout.stable} serves every client"})
+
+
+@bp.get("/v1/models/<version>/report")
+def report(version: str) -> Response:
+    authorize(Action.READ_REPORTS, version=version)
+    form = request.args.get("format", "json")
+    if form not in {"json", "md"} or set(request.args) - {"format"}:
+        raise ApiError(400, "unknown_parameter", "the only parameter is format=json or format=md")
+    found = current_context().lifecycle.report(version)
+    if form == "md":
+        return Response(report_markdown(found), mimetype="text/markdown")
+    return jsonify(found)
