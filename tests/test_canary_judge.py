@@ -33,7 +33,7 @@ from tests.support.lifecycle import (
 from tests.support.load import LoadGenerator
 from tests.support.server import RunningServer, gunicorn_server
 
-VERSIONS = {"1.0.0", "2.0.0", "3.0.0", "4.0.0"}
+VERSIONS = {"1.0.0", "2.0.0", "3.0.0", "4.0.0", "5.0.0"}
 # From the canary's start to the judge's decision, on a busy 2-core machine (a few windows of seconds).
 DECISION_BOUND_S = 240
 
@@ -147,6 +147,30 @@ def test_a_candidate_that_reads_live_documents_worse_is_caught_by_feedback_not_b
     assert report["candidate"]["gate"]["passed"] is True
     accuracy = next(m for m in report["judgement"]["overall"] if m["metric"] == "feedback_accuracy")
     assert accuracy["stable"] > 0.95 and accuracy["candidate"] < 0.7
+
+
+def test_a_shadow_candidate_that_reads_differently_is_rolled_back_without_answering_anyone(lab: Lab) -> None:
+    """Shadow only (no canary share): every client reads with 1.0.0, the candidate reads their requests
+    afterwards, unseen, and its readings disagree (variant 5 reads the digits differently)."""
+    publish_variant(lab.base, lab.repo_root, "5.0.0", 5, lab.root / "work")
+    wait_for(lambda: lab.admin.version("5.0.0"), 60, "5.0.0 to be listed")
+    started = requests.post(f"{lab.server.url}/v1/models/5.0.0/canary", json={"shadow_percent": 100},
+                            headers=lab.admin.headers, timeout=30)
+    assert started.status_code == 202, started.text
+    wait_for(lambda: sorted((lab.admin.models()["rollout"] or {}).get("workers", [])) == [0, 1], 180,
+             "both workers to hold 5.0.0")
+    load = lab.load().start()
+    try:
+        with load.window() as window:
+            lab.wait_rollout_ended()
+        window.assert_clean(minimum=10)
+    finally:
+        load.stop()
+    assert {o.version for o in window.outcomes} == {"1.0.0"}
+    report = lab.admin.report("5.0.0")
+    assert report["decision"] == "rolled_back" and report["judgement"]["metric"] == "shadow_agreement"
+    assert report["shadow_agreement"]["n_candidate"] >= 10 and report["shadow_agreement"]["candidate"] < 0.8
+    assert report["samples"]["canary"] == 0  # it answered nobody
 
 
 def test_a_good_candidate_is_promoted_only_with_a_passing_report(lab: Lab) -> None:

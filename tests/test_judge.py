@@ -28,7 +28,7 @@ def test_the_same_version_on_both_arms_passes_after_the_windows_not_before() -> 
     assert done.decision == "passed" and len(done.windows) == 2
     assert {m.metric: m.passed for m in done.overall} == {
         "latency_p50": True, "latency_p95": True, "error_rate": True, "empty_rate": True, "confidence": True,
-        "lines": True, "feedback_accuracy": None}  # no feedback: not judged
+        "lines": True, "feedback_accuracy": None, "shadow_agreement": None}  # no feedback, no shadow: not judged
 
 
 def test_a_clearly_slower_candidate_regresses_on_latency_in_consecutive_windows() -> None:
@@ -106,3 +106,17 @@ def test_a_store_that_cannot_be_opened_reads_empty_and_never_raises(tmp_path: Pa
     store.add("x@t", "canary", "x", _arm(1, 1.0, 20)[0])
     assert store.arms("x@t") == {"stable": [], "canary": []}
     store.prune(0.0)
+
+
+def test_shadow_readings_that_disagree_regress_and_agreeing_ones_pass_a_shadow_only_rollout() -> None:
+    policy = JudgePolicy(window_requests=20, windows=2)
+    rng = random.Random(21)
+    agreeing = [1.0 if rng.random() < 0.9 else 0.97 for _ in range(60)]
+    passed = judge([], [], [], [], policy, now=100, shadow=agreeing)
+    assert passed.decision == "passed" and "shadow readings agree" in passed.rule
+    disagreeing = [rng.uniform(0.4, 0.8) for _ in range(30)]
+    verdict = judge(_arm(100, 1.0, 22), _arm(20, 1.0, 23), [], [], policy, now=100, shadow=disagreeing)
+    assert verdict.decision == "regressed" and verdict.metric == "shadow_agreement"
+    shadow = next(m for m in verdict.overall if m.metric == "shadow_agreement")
+    assert shadow.test == "wilcoxon" and shadow.candidate is not None and shadow.candidate < 0.8
+    assert judge([], [], [], [], policy, now=100, shadow=agreeing[:5]).decision == "pending"

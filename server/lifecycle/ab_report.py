@@ -36,21 +36,23 @@ class RolloutReports:
     def judge(self, rollout: Rollout) -> Judgement:
         arms = self.samples.arms(rollout.key)
         feedback = self.samples.feedback(rollout.key)
-        return judge(arms["stable"], arms["canary"], feedback["stable"], feedback["canary"], self.policy, time.time())
+        return judge(arms["stable"], arms["canary"], feedback["stable"], feedback["canary"], self.policy, time.time(),
+                     self.samples.shadow(rollout.key))
 
     def build(self, rollout: Rollout, judgement: Judgement, decision: str, decided_by: str) -> dict[str, Any]:
         """The report of `rollout` as it ends (or stands) with `decision` by `decided_by`."""
         return {
             "candidate": self._version(rollout.candidate),
             "stable": self._version(rollout.stable),
-            "rollout": {"percent": rollout.percent, "started_at": rollout.started_at, "started_by": rollout.actor},
+            "rollout": {"percent": rollout.percent, "shadow_percent": rollout.shadow_percent,
+                        "started_at": rollout.started_at, "started_by": rollout.actor},
             "policy": {"max_regression": self.policy.max_regression, "alpha": self.policy.alpha,
                        "window_requests": self.policy.window_requests, "window_s": self.policy.window_s,
                        "windows": self.policy.windows, "max_error_rate": self.policy.max_error_rate},
             "samples": {arm: next((m.n_stable if arm == "stable" else m.n_candidate) for m in judgement.overall
                                   if m.metric == "error_rate") for arm in ("stable", "canary")},
             "judgement": judgement.to_json(),
-            "shadow_agreement": None,  # shadow traffic is not built yet
+            "shadow_agreement": next(m.to_json() for m in judgement.overall if m.metric == "shadow_agreement"),
             "decision": decision,
             "decided_by": decided_by,
             "decided_at": now_iso(),
@@ -106,7 +108,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"| golden-set CER | {_number((stable['gate'] or {}).get('cer'))} | {_number((candidate['gate'] or {}).get('cer'))} |",
         f"| samples | {report['samples']['stable']} | {report['samples']['canary']} |",
         "",
-        f"Canary of {report['rollout']['percent']:g}% started by {report['rollout']['started_by']} at "
+        f"Canary of {report['rollout']['percent']:g}% (shadow {report['rollout'].get('shadow_percent', 0):g}%) started by {report['rollout']['started_by']} at "
         f"{report['rollout']['started_at']}; bound {report['policy']['max_regression']:.0%}, "
         f"alpha {report['policy']['alpha']}, {report['policy']['windows']} consecutive windows of "
         f"{report['policy']['window_requests']} requests or {report['policy']['window_s']:g} s.",
@@ -122,5 +124,6 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {metric['metric']} | {_number(metric['stable'])} | {_number(metric['candidate'])} "
                      f"| {_number(metric['change'], not rate)} | {shown} | {_number(metric['p_value'])} "
                      f"| {metric['test']} | {verdict} |")
-    lines += ["", f"Windows judged: {len(judgement['windows'])}. Shadow agreement: not measured (no shadow traffic)."]
+    lines += ["", f"Windows judged: {len(judgement['windows'])}; shadow readings: "
+              f"{report['shadow_agreement']['n_candidate']} (agreement is the row shadow_agreement)."]
     return "\n".join(lines) + "\n"

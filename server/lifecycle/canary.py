@@ -54,6 +54,13 @@ class CanaryFollower:
             return None
         return rollout.key, "canary" if version == rollout.candidate else "stable"
 
+    def shadow_share(self) -> tuple[str, float] | None:
+        """(the rollout's key, its shadow share) while this worker holds a candidate with one."""
+        rollout = self.rollout
+        if rollout is None or rollout.shadow_percent <= 0:
+            return None
+        return rollout.key, rollout.shadow_percent
+
     def follow(self, scan: Scan, serving: str | None) -> None:
         rollout = self._read()
         target = self._target(rollout, scan, serving)

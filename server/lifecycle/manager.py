@@ -103,6 +103,19 @@ class ModelManager:
         finally:
             handle._drop()
 
+    @contextmanager
+    def hold_candidate(self) -> Iterator[LoadedModel | None]:
+        """The canary candidate (None without one), held for the block: shadow readings."""
+        with self._lock:
+            handle = self._candidate
+            if handle is not None:
+                handle._take()
+        try:
+            yield handle.model if handle is not None else None
+        finally:
+            if handle is not None:
+                handle._drop()
+
     def set_candidate(self, model: LoadedModel | None, percent: float = 0.0) -> ModelHandle | None:
         """Make `model` the canary with `percent` of the client keys (None: no canary); returns the
         candidate it replaced, now retired."""

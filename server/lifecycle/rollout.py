@@ -4,11 +4,12 @@ One small file in the state directory (`rollout.json`), written atomically by th
 followed by every worker like the pin, so all workers route alike and a restart keeps the canary:
 
     {"candidate": "1.1.0", "stable": "1.0.0", "percent": 25, "started_at": ..., "actor": ...,
-     "pinned_stable": true}
+     "pinned_stable": true, "shadow_percent": 0}
 
 While it stands, the stable version is pinned (the canary pins it if nothing was), so the candidate,
 often the highest version, does not simply take over; each worker holds the candidate as a second
-model and sends it the requests whose client key falls in its share (`in_canary`). Promoting pins
+model and sends it the requests whose client key falls in its share (`in_canary`); with a shadow share,
+requests the stable version answers are also read by the candidate, unseen (`server.lifecycle.shadow`). Promoting pins
 the candidate and ends the rollout; aborting ends it, rejects the candidate with the reason, and
 removes the pin the canary itself set.
 """
@@ -33,6 +34,7 @@ class Rollout:
     started_at: str = ""
     actor: str = "unknown"
     pinned_stable: bool = False  # the canary set the stable pin, so ending it removes that pin
+    shadow_percent: float = 0.0  # share of the stable version's requests also read by the candidate
 
     @property
     def key(self) -> str:

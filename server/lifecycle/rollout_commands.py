@@ -35,12 +35,15 @@ class RolloutCommands:
         self.reports = reports
         self.promote_requires_report = promote_requires_report
 
-    def canary(self, version: str, percent: object, actor: str, **audit: Any) -> Rollout:
+    def canary(self, version: str, percent: object, actor: str, shadow_percent: object = 0, **audit: Any) -> Rollout:
         """Send `percent` of client keys to `version` beside the version that serves now (the stable one,
-        pinned for the rollout's length); called again on the same candidate, change its share."""
-        if isinstance(percent, bool) or not isinstance(percent, (int, float)) or not 0 < percent <= 100:
+        pinned for the rollout's length), and have it also read `shadow_percent` of the other requests,
+        unseen; called again on the same candidate, change the shares."""
+        share, shadow = (self._share(version, name, value, actor, audit)
+                         for name, value in (("percent", percent), ("shadow_percent", shadow_percent)))
+        if not share and not shadow:
             self.commands.refuse("canary", version, "invalid", "invalid_percent",
-                                 f"percent must be a number above 0 and at most 100, got {percent!r}", actor, audit)
+                                 "give the candidate a share: percent, shadow_percent or both above 0", actor, audit)
         self.commands.candidate("canary", version, actor, audit)
         current = self._rollout("canary", actor, audit)
         if current is not None and current.candidate != version:
@@ -50,11 +53,11 @@ class RolloutCommands:
         pinned_stable = current.pinned_stable if current else self.controller.pins.read().pin is None
         if current is None and pinned_stable:
             self.commands.write_pin(stable, "canary", actor, audit)
-        rollout = Rollout(version, stable, float(percent), current.started_at if current else now_iso(), actor,
-                          pinned_stable)
+        rollout = Rollout(version, stable, share, current.started_at if current else now_iso(), actor, pinned_stable,
+                          shadow)
         self._write_rollout("canary", rollout, actor, audit)
-        self.audit.append("canary", actor=actor, version=version, percent=rollout.percent, stable=stable,
-                          **audit)
+        self.audit.append("canary", actor=actor, version=version, percent=rollout.percent,
+                          shadow_percent=rollout.shadow_percent, stable=stable, **audit)
         self.controller.trigger("canary")
         return rollout
 
@@ -84,13 +87,13 @@ class RolloutCommands:
         what regressed, when the judge aborts."""
         current = self._in_canary("abort", version, actor, audit)
         inspection = self.controller.scan_now().versions.get(version)
-        self._write_rollout("abort", None, actor, audit)
         report = self.reports.build(current, self.reports.judge(current), "rolled_back", actor)  # with its gate
         report["reason"] = reason
-        if inspection is not None:
+        if inspection is not None:  # rejected first: whoever sees the canary ended sees why
             audit["version_digest"] = version_digest_of(inspection)
             self.controller.decisions.reject(inspection, LoadFailure(  # withdraws: it replaces the approval
                 "rolled_back", f"canary aborted by {actor}: {reason}", withdraws=True), already_counted=True)
+        self._write_rollout("abort", None, actor, audit)
         if current.pinned_stable:
             try:
                 self.controller.pins.clear()
@@ -104,6 +107,12 @@ class RolloutCommands:
                           stable=current.stable, metric=metric, report_digest=digest, **audit)
         self.controller.trigger("abort")
         return current
+
+    def _share(self, version: str, name: str, value: object, actor: str, audit: dict[str, Any]) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
+            self.commands.refuse("canary", version, "invalid", "invalid_percent",
+                                 f"{name} must be a number from 0 to 100, got {value!r}", actor, audit)
+        return float(value)
 
     def _save_report(self, report: dict[str, Any]) -> str | None:
         """Store the report; a state directory that cannot take it must not undo the decision (logged)."""

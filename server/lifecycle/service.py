@@ -28,6 +28,7 @@ from server.lifecycle.manager import ModelManager
 from server.lifecycle.pipeline_loader import PipelineLoader
 from server.lifecycle.reporting import Reporter
 from server.lifecycle.rollout_commands import RolloutCommands
+from server.lifecycle.shadow import ShadowRunner, ShadowTicket
 from server.lifecycle.statedir import StatePaths
 from server.lifecycle.states import VersionState
 from server.lifecycle.status import models_view, version_states, version_view
@@ -41,7 +42,7 @@ from server.runtime import RuntimeOptions
 
 class Lifecycle:
     def __init__(self, repo: ModelRepository, manager: ModelManager, controller: LifecycleController,
-                 commands: Commands, rollouts: RolloutCommands, judge: RolloutJudge,
+                 commands: Commands, rollouts: RolloutCommands, judge: RolloutJudge, shadow: ShadowRunner,
                  signatures: SignatureChecker) -> None:
         self.repo = repo
         self.manager = manager
@@ -49,6 +50,7 @@ class Lifecycle:
         self.commands = commands
         self.rollouts = rollouts
         self.judge = judge
+        self.shadow = shadow
         self.signatures = signatures
 
     @classmethod
@@ -65,11 +67,12 @@ class Lifecycle:
         def digest_of(version: str) -> str | None:
             return version_digest_of(controller.scan_now().versions.get(version))
 
-        reports = RolloutReports(RolloutSamples(state.rollout_samples), state.reports_dir, config.judge,
-                                 controller.verdicts, digest_of)
+        samples = RolloutSamples(state.rollout_samples)
+        reports = RolloutReports(samples, state.reports_dir, config.judge, controller.verdicts, digest_of)
         rollouts = RolloutCommands(commands, controller.canary.store, reports, config.promote_requires_report)
         judge = RolloutJudge(rollouts, config.judge_s, config.auto_promote, config.rollout_webhook)
-        return cls(repo, manager, controller, commands, rollouts, judge, signatures)
+        shadow = ShadowRunner(manager, samples, controller.canary.shadow_share)
+        return cls(repo, manager, controller, commands, rollouts, judge, shadow, signatures)
 
     def start(self) -> None:
         self.controller.start()
@@ -91,6 +94,14 @@ class Lifecycle:
     @property
     def active(self) -> LoadedModel | None:
         return self.manager.active
+
+    def shadow_ticket(self) -> ShadowTicket | None:
+        """A ticket if this request (answered by the stable version) is also to be read by the candidate."""
+        return self.shadow.ticket()
+
+    def read_in_shadow(self, ticket: ShadowTicket, options: Any) -> None:
+        """Have the candidate read the ticket's pages in the background, for the judge only."""
+        self.shadow.submit(ticket, options)
 
     def observe(self, version: str, sample: Sample) -> None:
         """File an answered request's sample with its canary arm, while a canary runs here."""

@@ -116,6 +116,10 @@ ROLLOUT_DECISIONS = Counter(
     "ocr_rollout_decisions_total", "Canaries ended, by decision (promoted, rolled_back) and by whom (judge, releaser).",
     ["decision", "by"],
 )
+ROLLOUT_SHADOW_DROPPED = Counter(
+    "ocr_rollout_shadow_dropped_total", "Requests chosen for shadow traffic but not shadowed: the worker's "
+    "shadow queue was full (shadow traffic sheds work rather than add latency).",
+)
 ROLLOUT_ROLLBACKS = Counter(
     "ocr_rollout_rollbacks_total", "Canaries rolled back, by the metric that regressed (manual: a releaser's abort).",
     ["metric"],

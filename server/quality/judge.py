@@ -11,13 +11,16 @@ difference is statistically significant at `alpha`, one-sided in the direction t
     confidence       Mann-Whitney U on each request's mean line confidence
     lines            Mann-Whitney U on lines read per request
     feedback_accuracy  Mann-Whitney U on 1 - CER of each result that got feedback
+    shadow_agreement   Wilcoxon signed-rank: the candidate's readings of shadowed requests agree with
+                       the stable version's (1 - CER) less than 1 - `max_regression`
 
 Samples are cut into windows (`window_requests` canary requests or `window_s` seconds, whichever
 closes first; the stable arm's samples of the same time span beside them). A regression must hold in
 the last `windows` consecutive complete windows, so one noisy window (a GC pause, a neighbour's job)
 does not roll back a good version; the candidate passes once as many consecutive windows are clean.
 The hard guardrail does not wait: a candidate whose error rate reaches `max_error_rate` is rolled back
-at once. Feedback is sparse, so its metric is judged over the whole canary, not per window.
+at once. Feedback and shadow readings are sparse (and shadow readings have no stable arm: the stable
+reading is their reference), so those two are judged over the whole canary, not per window.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from scipy.stats import mannwhitneyu, norm
+from scipy.stats import mannwhitneyu, norm, wilcoxon
 
 # Fewer samples than this in either arm: the metric is not judged ("insufficient").
 MIN_SAMPLES = 10
@@ -87,16 +90,21 @@ class Judgement:
                 "windows": [[m.to_json() for m in window] for window in self.windows]}
 
 
-def _bootstrap(stable: np.ndarray, candidate: np.ndarray, statistic: Callable[[np.ndarray], float]
-               ) -> tuple[float, float]:
+_STATISTICS: dict[str, Callable[..., np.ndarray]] = {
+    "median": lambda a, axis: np.median(a, axis=axis),
+    "mean": lambda a, axis: np.mean(a, axis=axis),
+    "p95": lambda a, axis: np.percentile(a, 95, axis=axis),
+}
+
+
+def _bootstrap(stable: np.ndarray, candidate: np.ndarray, statistic: str) -> tuple[float, float]:
+    """The CONFIDENCE interval of candidate/stable - 1 for `statistic`, by the percentile bootstrap."""
     rng = np.random.default_rng(0)
-    ratios = []
-    for _ in range(BOOTSTRAP_RESAMPLES):
-        s = statistic(rng.choice(stable, stable.size))
-        c = statistic(rng.choice(candidate, candidate.size))
-        if s > 0:
-            ratios.append(c / s - 1)
-    if not ratios:
+    centre = _STATISTICS[statistic]
+    s = centre(rng.choice(stable, (BOOTSTRAP_RESAMPLES, stable.size)), 1)
+    c = centre(rng.choice(candidate, (BOOTSTRAP_RESAMPLES, candidate.size)), 1)
+    ratios = c[s > 0] / s[s > 0] - 1
+    if not ratios.size:
         return (math.nan, math.nan)
     tail = (1 - CONFIDENCE) / 2 * 100
     low, high = np.percentile(ratios, [tail, 100 - tail])
@@ -104,21 +112,20 @@ def _bootstrap(stable: np.ndarray, candidate: np.ndarray, statistic: Callable[[n
 
 
 def _shift(metric: str, stable: Sequence[float], candidate: Sequence[float], policy: JudgePolicy,
-           worse: str) -> MetricResult:
+           worse: str, interval: bool = True) -> MetricResult:
     """A location metric (`worse`: "greater" or "less"), by Mann-Whitney U and the ratio of medians
     (of means for bounded scores, whose medians move in steps)."""
     n_s, n_c = len(stable), len(candidate)
     if n_s < MIN_SAMPLES or n_c < MIN_SAMPLES:
         return MetricResult(metric, "mann-whitney-u", None, None, None, None, None, None, n_s, n_c)
     s, c = np.asarray(stable, float), np.asarray(candidate, float)
-    centre: Callable[[np.ndarray], float] = (lambda a: float(np.median(a))) if metric == "latency_p50" else (
-        lambda a: float(np.mean(a)))
-    base, value = centre(s), centre(c)
+    statistic = "median" if metric == "latency_p50" else "mean"
+    base, value = float(_STATISTICS[statistic](s, None)), float(_STATISTICS[statistic](c, None))
     change = value / base - 1 if base > 0 else (0.0 if value == base else math.inf)
     p_value = float(mannwhitneyu(c, s, alternative=worse).pvalue)
     beyond = change > policy.max_regression if worse == "greater" else change < -policy.max_regression
-    return MetricResult(metric, "mann-whitney-u", base, value, change, _bootstrap(s, c, centre), p_value,
-                        not (beyond and p_value < policy.alpha), n_s, n_c)
+    return MetricResult(metric, "mann-whitney-u", base, value, change, _bootstrap(s, c, statistic) if interval else None,
+                        p_value, not (beyond and p_value < policy.alpha), n_s, n_c)
 
 
 def _tail(stable: Sequence[float], candidate: Sequence[float], policy: JudgePolicy) -> MetricResult:
@@ -126,12 +133,8 @@ def _tail(stable: Sequence[float], candidate: Sequence[float], policy: JudgePoli
     if n_s < MIN_SAMPLES or n_c < MIN_SAMPLES:
         return MetricResult("latency_p95", "bootstrap", None, None, None, None, None, None, n_s, n_c)
     s, c = np.asarray(stable, float), np.asarray(candidate, float)
-
-    def p95(a: np.ndarray) -> float:
-        return float(np.percentile(a, 95))
-
-    base, value = p95(s), p95(c)
-    interval = _bootstrap(s, c, p95)
+    base, value = float(np.percentile(s, 95)), float(np.percentile(c, 95))
+    interval = _bootstrap(s, c, "p95")
     return MetricResult("latency_p95", "bootstrap", base, value, value / base - 1 if base > 0 else None, interval,
                         None, not interval[0] > policy.max_regression, n_s, n_c)
 
@@ -151,23 +154,39 @@ def _rate(metric: str, stable: Sequence[bool], candidate: Sequence[bool], policy
                         p_value, not worse, n_s, n_c)
 
 
-def compare(stable: Sequence[Sample], candidate: Sequence[Sample], policy: JudgePolicy) -> list[MetricResult]:
-    """Every live-traffic metric of the two arms (requests that failed have no latency or reading)."""
+def compare(stable: Sequence[Sample], candidate: Sequence[Sample], policy: JudgePolicy,
+            intervals: bool = True) -> list[MetricResult]:
+    """Every live-traffic metric of the two arms (requests that failed have no latency or reading);
+    without `intervals`, only what the verdict needs (windows are judged often and only pass or fail)."""
     ok_s, ok_c = [x for x in stable if not x.error], [x for x in candidate if not x.error]
     return [
-        _shift("latency_p50", [x.latency_s for x in ok_s], [x.latency_s for x in ok_c], policy, "greater"),
+        _shift("latency_p50", [x.latency_s for x in ok_s], [x.latency_s for x in ok_c], policy, "greater", intervals),
         _tail([x.latency_s for x in ok_s], [x.latency_s for x in ok_c], policy),
         _rate("error_rate", [x.error for x in stable], [x.error for x in candidate], policy),
         _rate("empty_rate", [x.empty for x in ok_s], [x.empty for x in ok_c], policy),
         _shift("confidence", [x.confidence for x in ok_s if x.confidence is not None],
-               [x.confidence for x in ok_c if x.confidence is not None], policy, "less"),
-        _shift("lines", [x.lines for x in ok_s], [x.lines for x in ok_c], policy, "less"),
+               [x.confidence for x in ok_c if x.confidence is not None], policy, "less", intervals),
+        _shift("lines", [x.lines for x in ok_s], [x.lines for x in ok_c], policy, "less", intervals),
     ]
 
 
 def feedback(stable: Sequence[float], candidate: Sequence[float], policy: JudgePolicy) -> MetricResult:
     """Accuracy (1 - CER) of the results that got feedback, per arm."""
     return _shift("feedback_accuracy", stable, candidate, policy, "less")
+
+
+def agreement(readings: Sequence[float], policy: JudgePolicy) -> MetricResult:
+    """How far the candidate's shadow readings agree with the stable version's (1 is word for word)."""
+    n = len(readings)
+    if n < MIN_SAMPLES:
+        return MetricResult("shadow_agreement", "wilcoxon", None, None, None, None, None, None, 0, n)
+    values = np.asarray(readings, float)
+    floor = 1 - policy.max_regression
+    shifted = values - floor
+    p_value = 1.0 if not np.any(shifted) else float(wilcoxon(shifted, alternative="less").pvalue)
+    mean = float(values.mean())
+    return MetricResult("shadow_agreement", "wilcoxon", 1.0, mean, mean - 1, _bootstrap(np.ones(n), values, "mean"),
+                        p_value, not (mean < floor and p_value < policy.alpha), 0, n)
 
 
 def cut_windows(candidate: Sequence[Sample], policy: JudgePolicy, now: float) -> list[tuple[float, float]]:
@@ -191,18 +210,23 @@ def cut_windows(candidate: Sequence[Sample], policy: JudgePolicy, now: float) ->
 
 
 def judge(stable: Sequence[Sample], candidate: Sequence[Sample], stable_feedback: Sequence[float],
-          candidate_feedback: Sequence[float], policy: JudgePolicy, now: float) -> Judgement:
-    overall = [*compare(stable, candidate, policy), feedback(stable_feedback, candidate_feedback, policy)]
+          candidate_feedback: Sequence[float], policy: JudgePolicy, now: float,
+          shadow: Sequence[float] = ()) -> Judgement:
+    overall = [*compare(stable, candidate, policy), feedback(stable_feedback, candidate_feedback, policy),
+               agreement(shadow, policy)]
     windows = [compare([x for x in stable if start <= x.at < end], [x for x in candidate if start <= x.at < end],
-                       policy) for start, end in cut_windows(candidate, policy, now)]
+                       policy, intervals=False) for start, end in cut_windows(candidate, policy, now)]
     errors = sum(x.error for x in candidate)
     if len(candidate) >= MIN_SAMPLES and errors / len(candidate) >= policy.max_error_rate:
         return Judgement("regressed", f"guardrail: {errors} of {len(candidate)} canary requests failed "
                          f"(at least {policy.max_error_rate:.0%})", "error_rate", overall, windows)
-    accuracy = overall[-1]
-    if accuracy.passed is False:
-        return Judgement("regressed", _worse(accuracy, policy, "over the whole canary"), accuracy.metric, overall,
-                         windows)
+    for whole in overall[-2:]:  # feedback accuracy, shadow agreement
+        if whole.passed is False:
+            return Judgement("regressed", _worse(whole, policy, "over the whole canary"), whole.metric, overall,
+                             windows)
+    if not candidate and len(shadow) >= policy.window_requests * policy.windows:  # a shadow without a canary
+        return Judgement("passed", f"shadow readings agree within {policy.max_regression:.0%} over {len(shadow)} "
+                         "requests", None, overall, windows)
     recent = windows[-policy.windows:]
     if len(recent) == policy.windows:
         for position, metric in enumerate(recent[-1]):

@@ -35,6 +35,10 @@ CREATE TABLE IF NOT EXISTS feedback (
     rollout TEXT NOT NULL, arm TEXT NOT NULL, version TEXT NOT NULL, at REAL NOT NULL, accuracy REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS feedback_by_rollout ON feedback (rollout);
+CREATE TABLE IF NOT EXISTS shadow (
+    rollout TEXT NOT NULL, version TEXT NOT NULL, at REAL NOT NULL, agreement REAL NOT NULL, latency_s REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS shadow_by_rollout ON shadow (rollout);
 """
 
 
@@ -71,6 +75,9 @@ class RolloutSamples:
             log.error("canary samples cannot be read from %s: %s", self.path, exc)
             return []
 
+    def add_shadow(self, rollout: str, version: str, agreement: float, latency_s: float) -> None:
+        self._write("INSERT INTO shadow VALUES (?, ?, ?, ?, ?)", (rollout, version, time.time(), agreement, latency_s))
+
     def arms(self, rollout: str) -> dict[str, list[Sample]]:
         """Every sample of `rollout`, per arm, oldest first."""
         found: dict[str, list[Sample]] = {arm: [] for arm in ARMS}
@@ -86,11 +93,16 @@ class RolloutSamples:
             found.setdefault(arm, []).append(accuracy)
         return found
 
+    def shadow(self, rollout: str) -> list[float]:
+        """The agreement of each shadow reading of `rollout`, oldest first."""
+        return [row[0] for row in self._read("SELECT agreement FROM shadow WHERE rollout = ? ORDER BY at", rollout)]
+
     def prune(self, now: float) -> None:
         """Drop what is older than `RETENTION_S`."""
         try:
             with self._db.transaction() as connection:
                 connection.execute("DELETE FROM samples WHERE at < ?", (now - RETENTION_S,))
                 connection.execute("DELETE FROM feedback WHERE at < ?", (now - RETENTION_S,))
+                connection.execute("DELETE FROM shadow WHERE at < ?", (now - RETENTION_S,))
         except (OSError, sqlite3.Error) as exc:
             log.error("canary samples cannot be pruned in %s: %s", self.path, exc)

@@ -7,7 +7,8 @@
     POST   /v1/models/<version>/request-promotion  ask for a version to be activated (four-eyes rule)
     DELETE /v1/models/pin                          remove the pin (back to "highest approved version wins")
     POST   /v1/models/rollback                     pin the highest eligible version below the serving one
-    POST   /v1/models/<version>/canary             {"percent": P}: P % of clients to it, beside the stable one
+    POST   /v1/models/<version>/canary             {"percent": P, "shadow_percent": S}: P % of clients to it,
+                                                   S % of the others also read by it, beside the stable one
     POST   /v1/models/<version>/promote            end its canary: it serves everywhere (pinned)
     POST   /v1/models/<version>/abort              end its canary: rejected as rolled_back, stable again
     GET    /v1/models/<version>/report             its canary's A/B report (JSON, or ?format=md)
@@ -97,10 +98,12 @@ def _json_body(allowed: set[str]) -> dict[str, Any]:
 @bp.post("/v1/models/<version>/canary")
 def canary(version: str) -> tuple[Response, int]:
     caller = authorize(Action.START_CANARY, "canary", version)
-    body = _json_body({"percent"})
-    rollout = current_context().lifecycle.rollouts.canary(version, body.get("percent"), **caller)
+    body = _json_body({"percent", "shadow_percent"})
+    rollout = current_context().lifecycle.rollouts.canary(version, body.get("percent", 0), shadow_percent=body.get(
+        "shadow_percent", 0), **caller)
     return jsonify({"rollout": rollout.__dict__,
-                    "message": f"{rollout.percent:g}% of clients go to {version} once the workers have loaded it"}), 202
+                    "message": f"{rollout.percent:g}% of clients go to {version}, {rollout.shadow_percent:g}% of the "
+                               "other requests are also read by it, once the workers have loaded it"}), 202
 
 
 @bp.post("/v1/models/<version>/promote")

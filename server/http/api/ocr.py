@@ -139,11 +139,14 @@ def ocr() -> Response:
         sources = _open_all(stack, ctx, blobs, options)
         model, canary = _hold_model(stack, ctx.lifecycle)
         instrumentation.model_chosen(model.version)
+        shadow = None if canary else ctx.lifecycle.shadow_ticket()  # the candidate reads it too, later
         for index, source in enumerate(sources):
             for page in _pages(index, len(sources), source):
                 result = model.pipeline.run(page.image, options.ocr) if page.image is not None else None
-                page.image = None  # one decoded page at a time
                 entry = _page_json(index, page, result)
+                if shadow is not None and result is not None and page.image is not None:
+                    shadow.add(page.image, entry["text"])
+                page.image = None  # one decoded page at a time (a shadowed page is kept by its ticket)
                 if options.fields is not None:
                     _add_fields(entry, options.fields, result.lines if result is not None else page.layer or [])
                 results.append(entry)
@@ -158,4 +161,6 @@ def ocr() -> Response:
         "timing_ms": {"total": _ms(time.perf_counter() - started)},
     })
     instrumentation.record_results(model.version, observed, texts)
+    if shadow is not None:
+        ctx.lifecycle.read_in_shadow(shadow, options.ocr)
     return response
