@@ -63,7 +63,7 @@ class RssSampler(threading.Thread):
             self.stop.wait(self.interval)
 
 
-def _synthetic_page() -> bytes:
+def synthetic_page() -> bytes:
     """A receipt-like page of printed lines (Pillow's built-in font), the same for every request."""
     import io
 
@@ -100,7 +100,7 @@ def main() -> int:
     if not (DEFAULT_VERSION_DIR / "manifest.json").exists():
         parser.error(f"{DEFAULT_VERSION_DIR} is missing: run `make models` first")
     if args.synthetic:
-        blobs, content_type = [_synthetic_page()], "image/png"
+        blobs, content_type = [synthetic_page()], "image/png"
     else:
         images = sorted((args.dataset / "img").glob("*.jpg"))[: args.images]
         if not images:

@@ -154,8 +154,7 @@ def test_a_shadow_candidate_that_reads_differently_is_rolled_back_without_answer
     afterwards, unseen, and its readings disagree (variant 5 reads the digits differently)."""
     publish_variant(lab.base, lab.repo_root, "5.0.0", 5, lab.root / "work")
     wait_for(lambda: lab.admin.version("5.0.0"), 60, "5.0.0 to be listed")
-    started = requests.post(f"{lab.server.url}/v1/models/5.0.0/canary", json={"shadow_percent": 100},
-                            headers=lab.admin.headers, timeout=30)
+    started = lab.admin.canary("5.0.0", shadow_percent=100)
     assert started.status_code == 202, started.text
     wait_for(lambda: sorted((lab.admin.models()["rollout"] or {}).get("workers", [])) == [0, 1], 180,
              "both workers to hold 5.0.0")

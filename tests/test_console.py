@@ -3,9 +3,8 @@
 Headless Debian Chromium driven by Playwright (tests/support/browser.py). The server serves the
 default PP-OCRv4 weights as two versions that read digits differently (tests/support/lifecycle.py),
 under an access policy with a viewer key and a releaser + auditor key. The tests share that server
-and run in file order: the last one pins a version from the page and changes what the server serves.
-The delivery endpoints of issue 13 are not on this server: their test answers the browser's requests
-itself, to check what the page sends and shows.
+and run in file order: the last two pin a version from the page (which changes what the server serves),
+then start a canary from the page, read its A/B report and abort it.
 
 With OCR_CONSOLE_SCREENSHOTS=DIR the Models and Audit pages are also saved as PNG into DIR (docs/ holds
 them; the Read page's picture is a real receipt: docs/read_screenshot.py).
@@ -266,53 +265,6 @@ def test_a_viewer_sees_no_mutating_buttons(page: Any) -> None:
     assert not page.errors, page.errors
 
 
-def test_delivery_controls_follow_the_endpoints_of_issue_13(page: Any) -> None:
-    """The delivery endpoints (canary, shadow, promote, abort, report) are not on this server, so here
-    the browser's requests to them are answered by the test (Playwright routes): a contract test of
-    what the page sends and shows once a server has them. The server's own listing is passed through,
-    with one field added where a server with delivery would report its routing."""
-    sent: list[tuple[str, str, Any]] = []
-
-    def delivery(route: Any) -> None:
-        request = route.request
-        if request.method == "OPTIONS":
-            route.fulfill(status=200, headers={"Allow": "OPTIONS, POST"})
-        elif request.url.endswith("/report"):
-            route.fulfill(status=200, json={"decision": "promote", "metrics": [
-                {"metric": "latency_p95_ms", "stable": 810.0, "candidate": 790.0, "p_value": 0.41, "pass": True}]})
-        else:
-            sent.append((request.method, request.url.rsplit("/v1/models/", 1)[1], request.post_data_json))
-            route.fulfill(status=202, json={"message": "accepted by the test"})
-
-    def listing(route: Any) -> None:
-        answer = route.fetch()
-        route.fulfill(response=answer, json={**answer.json(), "routing": {"stable": NEW, "canary": OLD}})
-
-    page.route(re.compile(r".*/v1/models/[^/]+/(canary|promote|abort|report)$"), delivery)
-    page.route(re.compile(r".*/v1/models$"), listing)
-    sign_in(page, OPS_KEY, "key:ops")
-    page.goto(page.url.split("#")[0] + "#models")
-    row = page.locator(f"#models-table tr[data-version='{OLD}']")
-    row.get_by_role("button", name="Canary %").wait_for()
-    assert "canary" in page.text_content("#models-routing")  # the listing's routing, as given
-    assert page.locator(f"#models-table tr[data-version='{GARBAGE}'] button", has_text="Canary").count() == 0
-    row.locator("input.percent").fill("25")
-    for name in ("Canary %", "Shadow %", "Promote", "Abort"):
-        row.get_by_role("button", name=name).click()
-        page.wait_for_function("() => document.getElementById('status').textContent === 'accepted by the test'")
-        page.evaluate("() => { document.getElementById('status').textContent = ''; }")
-    assert sent == [("POST", f"{OLD}/canary", {"percent": 25}), ("POST", f"{OLD}/canary", {"shadow_percent": 25}),
-                    ("POST", f"{OLD}/promote", None), ("POST", f"{OLD}/abort", None)]
-    row.locator(".detail-button").click()
-    page.wait_for_selector("#model-detail .report table")
-    assert "latency_p95_ms" in page.text_content("#model-detail .report")
-
-    sign_in(page, VIEWER_KEY, "key:viewer")  # a viewer reads the report but gets no delivery buttons
-    page.wait_for_function("() => !document.querySelector('#models-table input.percent')")
-    assert page.locator("#page-models button.mutating:visible").count() == 0
-    assert not page.errors, page.errors
-
-
 def test_pinning_from_the_page_changes_what_serves(page: Any, server: RunningServer) -> None:
     digits = encode(render_text(["TOTAL DUE", DIGITS]))
     read = lambda: requests.post(f"{server.url}/v1/ocr", data=digits, headers={"Content-Type": "image/png"},  # noqa: E731
@@ -325,8 +277,12 @@ def test_pinning_from_the_page_changes_what_serves(page: Any, server: RunningSer
     row = page.locator(f"#models-table tr[data-version='{OLD}']")
     row.locator(".pin-button").wait_for()
     assert page.locator("#models-unpin").is_visible() and page.locator("#models-rollback").is_visible()
-    # This server has no delivery endpoints (canary, promote, abort, report): the page offers none.
-    assert page.locator("#models-table button", has_text=re.compile("Canary|Shadow|Promote|Abort")).count() == 0
+    # No canary runs: canary and shadow shares are offered for the version that does not serve, not for
+    # the serving one nor the rejected one, and promote and abort for none.
+    assert row.get_by_role("button", name="Canary %").count() == 1 and row.get_by_role("button", name="Shadow %").count() == 1
+    for other in (NEW, GARBAGE):
+        assert page.locator(f"#models-table tr[data-version='{other}'] button", has_text=re.compile("Canary|Shadow")).count() == 0
+    assert page.locator("#models-table button", has_text=re.compile("Promote|Abort")).count() == 0
     assert page.locator("#models-routing *").count() == 0
     assert page.locator(f"#models-table tr[data-version='{GARBAGE}'] .pin-button").count() == 0
     assert "null" not in page.text_content("#page-models") and "undefined" not in page.text_content("#page-models")
@@ -345,4 +301,45 @@ def test_pinning_from_the_page_changes_what_serves(page: Any, server: RunningSer
                                      "trs => trs.map(tr => [...tr.cells].map(td => td.textContent))")
     assert any(row[2:7] == ["key:ops", "auditor, releaser", "pin", OLD, "ok"] for row in rows), rows
     shot(page, "audit")
+    assert not page.errors, page.errors
+
+
+def test_a_canary_from_the_page_shows_its_judge_and_report_and_is_aborted(page: Any, server: RunningServer) -> None:
+    """After the pin above, OLD serves and NEW may enter a canary beside it."""
+    sign_in(page, OPS_KEY, "key:ops")
+    page.goto(page.url.split("#")[0] + "#models")
+    row = page.locator(f"#models-table tr[data-version='{NEW}']")
+    row.get_by_role("button", name="Canary %").wait_for()
+    row.locator("input.percent").fill("25")
+    row.get_by_role("button", name="Canary %").click()
+    page.wait_for_selector("#models-rollout")
+    assert page.text_content("#rollout-candidate") == NEW
+    assert "25% of clients" in page.text_content("#models-rollout")
+    page.wait_for_function("() => document.getElementById('models-rollout').textContent.includes('worker(s) 0')",
+                           timeout=180_000)  # the worker loaded the candidate beside OLD
+    page.wait_for_function("() => document.getElementById('rollout-judge').dataset.decision === 'pending'")
+    assert row.locator("td.delivery").text_content().startswith("canary 25%")
+    assert page.locator(f"#models-table tr[data-version='{OLD}'] td.delivery").text_content() == "stable"
+    assert page.locator("#workers-table tbody td", has_text=NEW).count() == 1  # the canary column
+    row = page.locator(f"#models-table tr[data-version='{NEW}']")
+    row.locator(".detail-button").click()
+    page.wait_for_selector("#model-detail .report table.metrics")
+    metrics = page.eval_on_selector_all("#model-detail .report table.metrics tbody tr", "trs => trs.map(tr => tr.dataset.metric)")
+    assert metrics == ["latency_p50", "latency_p95", "error_rate", "empty_rate", "confidence", "lines",
+                       "feedback_accuracy", "shadow_agreement"]
+    assert page.text_content("#model-detail .report .decision").startswith("in_progress")
+    shot(page, "canary")
+
+    row.get_by_role("button", name="Abort").click()
+    page.wait_for_function("() => !document.getElementById('models-rollout')")
+    rejected = page.locator(f"#models-table tr[data-version='{NEW}']")
+    page.wait_for_function("(v) => document.querySelector(`#models-table tr[data-version='${v}'] td.state`)"
+                           ".textContent === 'rejected'", arg=NEW)
+    assert "aborted from the console" in rejected.locator("td.reason").text_content()
+    rejected.locator(".detail-button").click()
+    page.wait_for_function("() => (document.querySelector('#model-detail .report .decision') || {}).textContent"
+                           "?.startsWith('rolled_back by key:ops')")
+    shown = requests.get(f"{server.url}/v1/models/{NEW}/report", headers={"Authorization": f"Bearer {OPS_KEY}"},
+                         timeout=30).json()
+    assert shown["decision"] == "rolled_back" and shown["decided_by"] == "key:ops"
     assert not page.errors, page.errors

@@ -137,8 +137,12 @@ class Admin:
     def rollback(self) -> requests.Response:
         return requests.post(f"{self.url}/v1/models/rollback", headers=self.headers, timeout=30)
 
-    def canary(self, version: str, percent: float) -> requests.Response:
-        return requests.post(f"{self.url}/v1/models/{version}/canary", json={"percent": percent},
+    def canary(self, version: str, percent: float = 0, shadow_percent: float = 0) -> requests.Response:
+        body = {name: value for name, value in (("percent", percent), ("shadow_percent", shadow_percent)) if value}
+        return requests.post(f"{self.url}/v1/models/{version}/canary", json=body, headers=self.headers, timeout=30)
+
+    def abort(self, version: str, reason: str = "") -> requests.Response:
+        return requests.post(f"{self.url}/v1/models/{version}/abort", json={"reason": reason} if reason else None,
                              headers=self.headers, timeout=30)
 
     def promote(self, version: str) -> requests.Response:

@@ -44,14 +44,3 @@ export async function call(method, path, {body, contentType, query} = {}) {
   if (!response.ok) throw new ApiError(response.status, data);
   return {data, headers: response.headers, status: response.status};
 }
-
-// Whether the server has an endpoint (any method) at `path`: Flask answers OPTIONS on every route it
-// has, and 404 where it has none. Used to offer features only where the server provides them.
-export async function hasEndpoint(path) {
-  try {
-    const response = await fetch(path, {method: "OPTIONS", credentials: "omit", cache: "no-store"});
-    return response.ok;
-  } catch {
-    return false;
-  }
-}

@@ -1,23 +1,20 @@
 // The Models page: every version with its state and why, signature, gate, the workers that serve it;
-// the admin calls as buttons, each shown only to an identity whose roles allow it (GET /v1/whoami).
-//
-// Progressive delivery (canary, shadow, promote, abort, the A/B report) is offered only where this
-// server has those endpoints (found with OPTIONS), and delivery data is shown only where the listing
-// carries it: nothing here is invented when the server does not provide it.
+// the running canary (its shares, the workers that hold it, the judge's reading) and a version's A/B
+// report; the admin calls as buttons, each shown only to an identity whose roles allow it (GET
+// /v1/whoami): pin, unpin, roll back, and canary, shadow, promote and abort.
 
-import {ApiError, call, hasEndpoint} from "./api.js";
+import {ApiError, call} from "./api.js";
 import {clear, el, render, text} from "./dom.js";
 
-// Keys of GET /v1/models this page lays out itself; any others (routing, rollout ...) are shown as given.
+// Keys of GET /v1/models this page lays out itself; any others are shown as given.
 const KNOWN_LISTING = new Set(["pipeline", "repository", "repository_error", "scanned_at", "desired", "pin",
-  "pin_error", "workers", "versions", "ignored", "gate_defaults", "watcher", "registry"]);
+  "pin_error", "workers", "versions", "ignored", "gate_defaults", "watcher", "registry", "rollout",
+  "rollout_error"]);
 const KNOWN_VERSION = new Set(["version", "state", "reason", "on_disk", "workers", "gate", "verdict", "manifest"]);
-const DELIVERY = {canary: "/canary", promote: "/promote", abort: "/abort", report: "/report"};
 const POLL_MS = 2000;
 
 let ctx;
 let timer = null;
-let delivery = null; // which delivery endpoints the server has, found once
 let drawn = null; // what the table shows, to redraw only on change
 
 export function init(context) {
@@ -43,16 +40,6 @@ export function identityChanged() {
   if (timer !== null) refresh();
 }
 
-async function findDelivery() {
-  if (delivery !== null) return delivery;
-  const found = {};
-  for (const [name, suffix] of Object.entries(DELIVERY)) {
-    found[name] = await hasEndpoint(`/v1/models/0.0.0${suffix}`);
-  }
-  delivery = found;
-  return delivery;
-}
-
 async function act(method, path, what, body) {
   try {
     const {data} = await call(method, path, body === undefined ? {} : {body});
@@ -71,19 +58,19 @@ async function refresh() {
     ctx.status(`cannot list models: ${error.message}`, "error");
     return;
   }
-  const features = await findDelivery();
   for (const button of document.querySelectorAll("#page-models .toolbar .mutating")) {
     button.hidden = !ctx.may(button.dataset.permission);
   }
   overview(listing);
   // Redrawn only when something changed, so a share being typed in is not wiped by the next poll.
-  const shape = JSON.stringify([listing.versions, listing.workers.map((w) => [w.slot, w.pid, w.serving, w.loading,
-    w.draining]), listing.pin, listing.desired, ctx.session.identity, Object.entries(listing)
-    .filter(([key]) => !KNOWN_LISTING.has(key))]);
+  const shape = JSON.stringify([listing.versions, listing.workers.map((w) => [w.slot, w.pid, w.serving, w.canary,
+    w.loading, w.draining]), listing.pin, listing.desired, listing.rollout, listing.rollout_error,
+  ctx.session.identity, Object.entries(listing).filter(([key]) => !KNOWN_LISTING.has(key))]);
+  if (listing.rollout && ctx.may("reports.read")) judge(listing.rollout.candidate);
   if (shape === drawn) return;
   drawn = shape;
   routing(listing);
-  versions(listing, features);
+  versions(listing);
   workers(listing.workers || []);
 }
 
@@ -105,10 +92,37 @@ function overview(listing) {
 
 function routing(listing) {
   const box = clear(document.getElementById("models-routing"));
+  const rollout = listing.rollout;
+  if (rollout) {
+    const shares = [`${rollout.percent}% of clients`];
+    if (rollout.shadow_percent) shares.push(`${rollout.shadow_percent}% of the other requests in shadow`);
+    box.append(el("div", {className: "rollout", id: "models-rollout"},
+      el("h3", {}, "Canary"),
+      el("p", {}, el("strong", {id: "rollout-candidate"}, rollout.candidate), ` takes ${shares.join(" and ")} `,
+        "beside ", el("strong", {}, rollout.stable), `; started by ${rollout.actor} at ${rollout.started_at}; `,
+        `held by worker(s) ${rollout.workers.length ? rollout.workers.join(", ") : "none yet"}`),
+      el("p", {id: "rollout-judge", className: "judge"}, ctx.may("reports.read") ? "judge: reading ..." : "")));
+  }
+  if (listing.rollout_error) box.append(el("p", {className: "error"}, `rollout file: ${listing.rollout_error}`));
   const extra = Object.entries(listing).filter(([key]) => !KNOWN_LISTING.has(key));
-  if (!extra.length) return;
-  box.append(el("h3", {}, "Delivery"), ...extra.map(([key, value]) => el("div", {className: "delivery", dataset:
-    {key}}, el("h4", {}, key), render(value))));
+  if (extra.length) {
+    box.append(...extra.map(([key, value]) => el("div", {className: "delivery", dataset: {key}},
+      el("h4", {}, key), render(value))));
+  }
+}
+
+// The judge's reading of the running canary, refreshed with the listing.
+async function judge(candidate) {
+  let data;
+  try {
+    data = (await call("GET", `/v1/models/${encodeURIComponent(candidate)}/report`)).data;
+  } catch (error) {
+    data = null;
+  }
+  const line = document.getElementById("rollout-judge");
+  if (!line) return;
+  line.textContent = data ? `judge: ${data.judgement.decision} - ${data.judgement.rule}` : "judge: no reading";
+  line.dataset.decision = data ? data.judgement.decision : "";
 }
 
 function signatureCell(verdict) {
@@ -136,13 +150,13 @@ function workersCell(slots) {
   return parts.join("; ") || "-";
 }
 
-function versions(listing, features) {
+function versions(listing) {
   const body = clear(document.querySelector("#models-table tbody"));
   for (const entry of listing.versions) {
     const v = entry.version;
     const extra = Object.fromEntries(Object.entries(entry).filter(([key]) => !KNOWN_VERSION.has(key)));
     const buttons = [el("button", {type: "button", className: "detail-button",
-      onclick: () => detail(v, features)}, "Details")];
+      onclick: () => detail(v)}, "Details")];
     if (ctx.may("models.activate") && entry.state !== "rejected") {
       buttons.push(el("button", {type: "button", className: "mutating pin-button", dataset: {version: v},
         onclick: () => act("POST", `/v1/models/${encodeURIComponent(v)}/activate`, `pin ${v}`)}, "Pin"));
@@ -152,7 +166,7 @@ function versions(listing, features) {
         act("POST", `/v1/models/${encodeURIComponent(v)}/request-promotion`, `request promotion of ${v}`)},
       "Request promotion"));
     }
-    if (entry.state !== "rejected") buttons.push(...deliveryButtons(v, features));
+    buttons.push(...deliveryButtons(entry, listing.rollout));
     body.append(el("tr", {className: `state-${entry.state}`, dataset: {version: v}},
       el("td", {className: "version"}, v),
       el("td", {className: "state"}, entry.state),
@@ -160,35 +174,46 @@ function versions(listing, features) {
       el("td", {}, signatureCell(entry.verdict)),
       el("td", {}, gateCell(entry.gate)),
       el("td", {className: "slots"}, workersCell(entry.workers)),
-      el("td", {className: "delivery"}, Object.keys(extra).length ? render(extra) : "-"),
+      el("td", {className: "delivery"}, deliveryCell(v, listing.rollout), Object.keys(extra).length ? render(extra) : ""),
       el("td", {className: "actions"}, buttons)));
   }
 }
 
-function deliveryButtons(v, features) {
+function deliveryCell(v, rollout) {
+  if (!rollout || rollout.candidate !== v) return rollout && rollout.stable === v ? "stable" : "-";
+  const shadow = rollout.shadow_percent ? `, shadow ${rollout.shadow_percent}%` : "";
+  return `canary ${rollout.percent}%${shadow}`;
+}
+
+// Canary and shadow shares for a version that may enter a canary (or is the one in canary); promote
+// and abort for the candidate of the running canary.
+function deliveryButtons(entry, rollout) {
+  const v = entry.version;
   const path = `/v1/models/${encodeURIComponent(v)}`;
+  const candidate = rollout && rollout.candidate === v;
   const buttons = [];
-  if ((features.canary) && ctx.may("canary.start")) {
-    const percent = el("input", {type: "number", min: 0, max: 100, value: 10, size: 3, className: "percent",
-      "aria-label": `share of traffic for ${v}`});
+  const eligible = entry.state !== "rejected" && entry.state !== "serving" && (!rollout || candidate);
+  if (eligible && ctx.may("canary.start")) {
+    const percent = el("input", {type: "number", min: 0, max: 100, value: candidate ? rollout.percent || 10 : 10,
+      size: 3, className: "percent", "aria-label": `share of traffic for ${v}`});
     buttons.push(percent,
       el("button", {type: "button", className: "mutating", onclick: () =>
         act("POST", `${path}/canary`, `canary ${v}`, {percent: Number(percent.value)})}, "Canary %"),
       el("button", {type: "button", className: "mutating", onclick: () =>
         act("POST", `${path}/canary`, `shadow ${v}`, {shadow_percent: Number(percent.value)})}, "Shadow %"));
   }
-  if (features.promote && ctx.may("promotion.approve")) {
+  if (candidate && ctx.may("promotion.approve")) {
     buttons.push(el("button", {type: "button", className: "mutating", onclick: () =>
       act("POST", `${path}/promote`, `promote ${v}`)}, "Promote"));
   }
-  if (features.abort && ctx.may("canary.abort")) {
+  if (candidate && ctx.may("canary.abort")) {
     buttons.push(el("button", {type: "button", className: "mutating", onclick: () =>
-      act("POST", `${path}/abort`, `abort ${v}`)}, "Abort"));
+      act("POST", `${path}/abort`, `abort ${v}`, {reason: "aborted from the console"})}, "Abort"));
   }
   return buttons;
 }
 
-async function detail(v, features) {
+async function detail(v) {
   const box = document.getElementById("model-detail");
   let described;
   try {
@@ -204,7 +229,7 @@ async function detail(v, features) {
     el("h4", {}, "model card"), render(described.card),
     el("h4", {}, "promotion requests"), described.promotion_requests.length
       ? render(described.promotion_requests) : el("p", {}, "none")];
-  if (features.report && ctx.may("reports.read")) sections.push(await report(v));
+  if (ctx.may("reports.read")) sections.push(await report(v));
   clear(box).append(...sections);
 }
 
@@ -212,7 +237,7 @@ async function report(v) {
   const section = el("div", {className: "report"}, el("h4", {}, "A/B report"));
   try {
     const {data} = await call("GET", `/v1/models/${encodeURIComponent(v)}/report`);
-    section.append(render(data));
+    section.append(reportTables(data));
   } catch (error) {
     section.append(el("p", {}, error instanceof ApiError && error.status === 404
       ? `no report for ${v}` : `report: ${text(error.message)}`));
@@ -220,11 +245,43 @@ async function report(v) {
   return section;
 }
 
+function number(value, percent) {
+  if (value === null || value === undefined) return "-";
+  return percent ? `${value >= 0 ? "+" : ""}${(value * 100).toFixed(1)}%` : Number(value).toPrecision(4);
+}
+
+function reportTables(report) {
+  const judgement = report.judgement;
+  const arm = (name, v) => el("tr", {}, el("th", {}, name), el("td", {}, v.version), el("td", {}, v.digest || "-"),
+    el("td", {}, `${v.signed_by || "-"} (${v.signature || "-"})`),
+    el("td", {}, v.gate ? number(v.gate.cer) : "-"), el("td", {}, String(report.samples[name] ?? "-")));
+  const rows = judgement.overall.map((m) => {
+    const rate = m.metric.endsWith("_rate");
+    const interval = m.interval ? `${number(m.interval[0], !rate)} .. ${number(m.interval[1], !rate)}` : "-";
+    const verdict = m.passed === null ? "insufficient" : m.passed ? "pass" : "FAIL";
+    return el("tr", {className: `metric-${verdict}`, dataset: {metric: m.metric}},
+      el("td", {}, m.metric), el("td", {}, number(m.stable)), el("td", {}, number(m.candidate)),
+      el("td", {}, number(m.change, !rate)), el("td", {}, interval), el("td", {}, number(m.p_value)),
+      el("td", {}, m.test), el("td", {className: "verdict"}, verdict));
+  });
+  return el("div", {},
+    el("p", {className: "decision"}, el("strong", {}, report.decision), report.decided_by ? ` by ${report.decided_by}` : "",
+      report.decided_at ? ` at ${report.decided_at}` : "", `: ${judgement.rule}`),
+    el("table", {className: "grid arms"},
+      el("thead", {}, el("tr", {}, ["", "version", "digest", "signed by", "golden-set CER", "samples"]
+        .map((h) => el("th", {}, h)))),
+      el("tbody", {}, arm("stable", report.stable), arm("canary", report.candidate))),
+    el("table", {className: "grid metrics"},
+      el("thead", {}, el("tr", {}, ["metric", "stable", "candidate", "change", "95% interval", "p-value", "test",
+        "pass"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, rows)));
+}
+
 function workers(list) {
   const body = clear(document.querySelector("#workers-table tbody"));
   for (const worker of list) {
     body.append(el("tr", {},
       el("td", {}, worker.slot), el("td", {}, worker.pid), el("td", {}, worker.serving ?? "-"),
-      el("td", {}, worker.loading ?? "-"), el("td", {}, (worker.draining || []).join(", ") || "-")));
+      el("td", {}, worker.canary ?? "-"), el("td", {}, worker.loading ?? "-"), el("td", {}, (worker.draining || []).join(", ") || "-")));
   }
 }
