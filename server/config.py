@@ -162,6 +162,10 @@ class Settings:
     warmup_shapes: str = field(default="960x480,480x800,320x320", metadata={"env": "OCR_WARMUP_SHAPES"})
 
     # -- canary releases and their judge (see README, "Canary releases") --
+    # `canary`: every new version enters as a canary of OCR_ROLLOUT_PERCENT beside the one serving (a
+    # manifest's own `rollout` asks for one either way); empty: a new version takes all traffic at once.
+    rollout: str = field(default="", metadata={"env": "OCR_ROLLOUT"})
+    rollout_percent: float = field(default=10.0, metadata={"env": "OCR_ROLLOUT_PERCENT", "min": 0.0})
     # The relative change of a metric (latency, error and empty rates, confidence, lines, feedback
     # accuracy) that counts as a regression when it is also statistically significant at OCR_ROLLOUT_ALPHA.
     rollout_max_regression: float = field(default=0.05, metadata={"env": "OCR_ROLLOUT_MAX_REGRESSION", "min": 0.0})
@@ -279,6 +283,10 @@ class Settings:
                 raise ConfigError(f"OCR_MODEL_SOURCE=mlflow needs {' and '.join(missing)}")
         if any(c in self.mlflow_model for c in "'\"\\"):
             raise ConfigError(f"OCR_MLFLOW_MODEL must not contain quotes or backslashes, got {self.mlflow_model!r}")
+        if self.rollout not in {"", "canary"}:
+            raise ConfigError(f"OCR_ROLLOUT must be empty or 'canary', got {self.rollout!r}")
+        if not 0 < self.rollout_percent <= 100:
+            raise ConfigError(f"OCR_ROLLOUT_PERCENT must be within 0..100 (above 0), got {self.rollout_percent}")
         if not 0 < self.rollout_alpha < 1:
             raise ConfigError(f"OCR_ROLLOUT_ALPHA is a significance level, within 0..1; got {self.rollout_alpha}")
         if self.rollout_webhook and urlsplit(self.rollout_webhook).scheme not in {"http", "https"}:

@@ -4,6 +4,8 @@ weights is in test_canary_server.py."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from server.lifecycle.ab_report import RolloutReports
@@ -14,7 +16,7 @@ from server.lifecycle.rollout_commands import RolloutCommands
 from server.lifecycle.states import VersionState
 from server.quality.judge import JudgePolicy
 from server.quality.rollout_samples import RolloutSamples
-from tests.support.fake_loader import Script
+from tests.support.fake_loader import Script, publish_fake_version
 from tests.support.lifecycle import wait_for
 from tests.test_controller import Lab, Worker, lab  # noqa: F401  (the fixture)
 
@@ -134,3 +136,36 @@ def test_canary_calls_that_cannot_be_carried_out_are_refused_and_audited(lab: La
         assert refused.value.code == code
     assert [r for a, _, r in lab.events() if a in ("canary", "promote", "abort")] == ["refused"] * len(cases)
     assert worker.controller.canary.store.read() == (None, None) and worker.controller.pins.read().pin is None
+
+
+def test_with_ocr_rollout_canary_a_new_version_enters_as_a_canary_by_itself(lab: Lab) -> None:
+    lab.publish("1.0.0")
+    workers = [lab.worker(rollout_mode="canary"), lab.worker(rollout_mode="canary")]
+    _serve(lab, workers, "1.0.0")  # the first version serves at once: there is nothing to canary beside
+    lab.publish("2.0.0")
+    wait_for(lambda: all(w.controller.manager.candidate is not None for w in workers), 30,
+             "both workers to hold 2.0.0 as a canary")
+    rollout, _ = workers[0].controller.canary.store.read()
+    assert rollout is not None and (rollout.candidate, rollout.stable, rollout.percent, rollout.pinned_stable) == (
+        "2.0.0", "1.0.0", 20.0, True)
+    assert all(w.serving == "1.0.0" for w in workers)
+    assert workers[0].controller.pins.read().pin.version == "1.0.0"  # type: ignore[union-attr]
+    assert [(a, v) for a, v, _ in lab.events("canary")] == [("canary", "2.0.0")]  # one worker started it
+
+    _rollouts(lab, workers[1]).abort("2.0.0", "not today", actor="releaser")
+    wait_for(lambda: all(w.controller.manager.candidate is None for w in workers), 30, "the candidate to go")
+    time.sleep(1.0)  # several passes: a rejected version starts no canary, and 1.0.0 stays
+    assert lab.events("canary") == [("canary", "2.0.0", "ok")]
+    assert all(w.serving == "1.0.0" for w in workers) and workers[0].controller.pins.read().pin is None
+
+
+def test_a_manifest_that_asks_for_a_canary_gets_one_without_ocr_rollout(lab: Lab) -> None:
+    lab.publish("1.0.0")
+    worker = lab.worker()
+    _serve(lab, [worker], "1.0.0")
+    publish_fake_version(lab.repo, "2.0.0", lab.root / "work",
+                         rollout={"canary_percent": 30, "min_requests": 500, "max_minutes": 60})
+    wait_for(lambda: worker.controller.manager.candidate is not None, 30, "2.0.0 to enter as a canary")
+    rollout, _ = worker.controller.canary.store.read()
+    assert rollout is not None and (rollout.percent, rollout.min_requests, rollout.max_minutes) == (30.0, 500, 60.0)
+    assert worker.serving == "1.0.0"

@@ -59,9 +59,10 @@ class Lab:
             publish_fake_version(self.repo, version, self.root / "work")
 
     def worker(self, scripts: dict[str, Script] | None = None, drain_timeout_s: float = 5.0,
-               recheck_s: float = 0.0) -> Worker:
+               recheck_s: float = 0.0, rollout_mode: str = "") -> Worker:
         config = LifecycleConfig(poll_s=0.2, debounce_s=0.05, settle_s=0.0, gate=GatePolicy(0.01, 0.3),
-                                 warmup_shapes=((320, 320),), drain_timeout_s=drain_timeout_s, recheck_s=recheck_s)
+                                 warmup_shapes=((320, 320),), drain_timeout_s=drain_timeout_s, recheck_s=recheck_s,
+                                 rollout_mode=rollout_mode, rollout_percent=20.0)
         loader = FakeLoader(scripts)
         reporter = Reporter(self.audit, WorkerBoard(self.state.workers_dir), slot=len(self.workers), device="cpu")
         controller = LifecycleController(self.repo, ModelManager(), loader, config, self.state, reporter)

@@ -120,3 +120,14 @@ def test_shadow_readings_that_disagree_regress_and_agreeing_ones_pass_a_shadow_o
     shadow = next(m for m in verdict.overall if m.metric == "shadow_agreement")
     assert shadow.test == "wilcoxon" and shadow.candidate is not None and shadow.candidate < 0.8
     assert judge([], [], [], [], policy, now=100, shadow=agreeing[:5]).decision == "pending"
+
+
+def test_a_rollout_may_ask_for_more_requests_and_a_verdict_in_time() -> None:
+    stable, candidate = _arm(240, 1.0, 1), _arm(80, 1.0, 2, spacing=3.0)  # the arms of the first test
+    assert judge(stable, candidate, [], [], POLICY, now=240).decision == "passed"
+    waiting = judge(stable, candidate, [], [], POLICY, now=240, min_requests=200)
+    assert waiting.decision == "pending" and "80 of the 200 requests" in waiting.rule
+    late = judge(stable, candidate, [], [], POLICY, now=240, min_requests=200, expired=True)
+    assert late.decision == "expired" and "no verdict within the rollout's time" in late.rule
+    slow = judge(stable, _arm(80, 1.3, 26, spacing=3.0), [], [], POLICY, now=240, expired=True)
+    assert slow.decision == "regressed"  # a regression is a regression, in time or not

@@ -68,6 +68,8 @@ def lifecycle_config(settings: Settings) -> LifecycleConfig:
         auto_promote=settings.rollout_auto_promote,
         rollout_webhook=settings.rollout_webhook,
         promote_requires_report=settings.promote_requires_report,
+        rollout_mode=settings.rollout,
+        rollout_percent=settings.rollout_percent,
     )
 
 

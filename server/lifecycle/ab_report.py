@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,8 +37,10 @@ class RolloutReports:
     def judge(self, rollout: Rollout) -> Judgement:
         arms = self.samples.arms(rollout.key)
         feedback = self.samples.feedback(rollout.key)
-        return judge(arms["stable"], arms["canary"], feedback["stable"], feedback["canary"], self.policy, time.time(),
-                     self.samples.shadow(rollout.key))
+        now = time.time()
+        expired = rollout.max_minutes > 0 and now - _epoch(rollout.started_at) > rollout.max_minutes * 60
+        return judge(arms["stable"], arms["canary"], feedback["stable"], feedback["canary"], self.policy, now,
+                     self.samples.shadow(rollout.key), rollout.min_requests, expired)
 
     def build(self, rollout: Rollout, judgement: Judgement, decision: str, decided_by: str) -> dict[str, Any]:
         """The report of `rollout` as it ends (or stands) with `decision` by `decided_by`."""
@@ -45,6 +48,7 @@ class RolloutReports:
             "candidate": self._version(rollout.candidate),
             "stable": self._version(rollout.stable),
             "rollout": {"percent": rollout.percent, "shadow_percent": rollout.shadow_percent,
+                        "min_requests": rollout.min_requests, "max_minutes": rollout.max_minutes,
                         "started_at": rollout.started_at, "started_by": rollout.actor},
             "policy": {"max_regression": self.policy.max_regression, "alpha": self.policy.alpha,
                        "window_requests": self.policy.window_requests, "window_s": self.policy.window_s,
@@ -79,6 +83,13 @@ class RolloutReports:
         except (StateFileError, OSError):
             return None
         return report if isinstance(report, dict) else None
+
+
+def _epoch(iso: str) -> float:
+    try:
+        return datetime.fromisoformat(iso).timestamp()
+    except ValueError:
+        return time.time()  # a hand-written rollout without a start time never expires
 
 
 def report_digest(report: dict[str, Any]) -> str:

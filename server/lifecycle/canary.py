@@ -6,25 +6,32 @@ second model - under the machine-wide load lock, judged by the same loader and g
 baseline the stable version - and gives it the rollout's share of client keys
 (`ModelManager.acquire_routed`). When the rollout ends (promoted, aborted) or its candidate is rejected,
 the candidate is retired: requests already on it finish, new ones go to the stable version.
+
+A new version may also enter as a canary by itself (`enter`): with `OCR_ROLLOUT=canary`, or when its
+manifest asks for one (`rollout`), the first worker to see it pins the version it serves and writes the
+rollout, under the rollout lock, before any worker would swap to it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 
 from server.lifecycle.backoff import Backoff
 from server.lifecycle.decisions import Decisions
 from server.lifecycle.loader import Loader, LoadFailure, LoadRequest, LoadedModel
 from server.lifecycle.manager import ModelManager
-from server.lifecycle.policy import rejected
+from server.lifecycle.pins import PinStore
+from server.lifecycle.policy import Preference, rejected
 from server.lifecycle.reporting import Reporter
 from server.lifecycle.rollout import Rollout, RolloutStore
 from server.lifecycle.source import Inspection, Scan
 from server.lifecycle.states import VersionState
 from server.lifecycle.verdicts import VerdictStore
 from server.observability.metrics import ROLLOUT_SHARE
-from server.storage.locks import FileLock
+from server.repository.manifest import now_iso
+from server.storage.locks import FileLock, locked
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +39,8 @@ log = logging.getLogger(__name__)
 class CanaryFollower:
     def __init__(self, store: RolloutStore, manager: ModelManager, loader: Loader, verdicts: VerdictStore,
                  decisions: Decisions, backoff: Backoff, load_lock: FileLock, reporter: Reporter,
-                 stopping: threading.Event) -> None:
+                 stopping: threading.Event, drain_timeout_s: float, auto: Rollout | None = None) -> None:
+        """`auto`: the shares every new version enters with (OCR_ROLLOUT=canary), as a template."""
         self.store = store
         self.manager = manager
         self.loader = loader
@@ -42,6 +50,8 @@ class CanaryFollower:
         self.load_lock = load_lock
         self.reporter = reporter
         self.stopping = stopping
+        self.drain_timeout_s = drain_timeout_s
+        self.auto = auto
         self._fingerprint: str | None = None  # of the candidate held
         self.rollout: Rollout | None = None  # the rollout whose candidate is held (for the samples' arms)
         self._file_error: str | None = None  # reported once per change
@@ -61,15 +71,50 @@ class CanaryFollower:
             return None
         return rollout.key, rollout.shadow_percent
 
+    def enter(self, scan: Scan, chosen: Preference, serving: str | None, pins: PinStore) -> bool:
+        """Start a canary of the version `chosen` would swap to, if it asks for one (or every new version
+        does) and none runs; True when a rollout now stands (so the pin must be read again)."""
+        desired = chosen.desired
+        if serving is None or desired is None or desired == serving or chosen.pin_effective:
+            return False
+        verdict = self.verdicts.get(desired)
+        inspection = scan.versions[desired]
+        if verdict is not None and verdict.served_at and verdict.fingerprint == inspection.fingerprint:
+            return False  # it served before: going back to it needs no canary
+        asked = inspection.manifest.rollout if inspection.manifest else {}
+        if asked:
+            rollout = Rollout(desired, serving, asked.get("canary_percent", 0.0), now_iso(), self.reporter.actor, True,
+                              asked.get("shadow_percent", 0.0), int(asked.get("min_requests", 0)),
+                              asked.get("max_minutes", 0.0))
+        elif self.auto is not None:
+            rollout = replace(self.auto, candidate=desired, stable=serving, started_at=now_iso(),
+                              actor=self.reporter.actor, pinned_stable=True)
+        else:
+            return False
+        try:
+            with locked(self.store.path.with_name("rollout.lock")):
+                if self.store.read()[0] is not None:
+                    return True
+                pins.write(serving, self.reporter.actor, action="canary")
+                self.store.write(rollout)
+        except OSError as exc:  # no shared state, no canary: the version swaps in as without a rollout
+            log.error("cannot start the canary of %s: %s", desired, exc)
+            return False
+        self.reporter.event("canary", desired, percent=rollout.percent, shadow_percent=rollout.shadow_percent,
+                            stable=serving, reason="its manifest asks for a canary" if asked else "OCR_ROLLOUT=canary")
+        return True
+
     def follow(self, scan: Scan, serving: str | None) -> None:
         rollout = self._read()
         target = self._target(rollout, scan, serving)
         held = self.manager.candidate
         if held is not None and (target is None or (held.version, self._fingerprint) != (target.version,
                                                                                         target.fingerprint)):
-            self.manager.set_candidate(None)
+            retired = self.manager.set_candidate(None)
             self.rollout = None
             ROLLOUT_SHARE.labels(version=held.version).set(0)
+            if retired is not None:  # its last requests finish, then its memory goes back to the OS
+                self.manager.drain(retired, self.drain_timeout_s, self.stopping)
             self.reporter.event("canary_unload", held.version)
             held = None
         if rollout is None or target is None or serving is None:  # the stable version loads first

@@ -27,3 +27,5 @@ class LifecycleConfig:
     auto_promote: bool = False
     rollout_webhook: str = ""
     promote_requires_report: bool = False
+    rollout_mode: str = ""  # "canary": new versions enter as canaries of `rollout_percent`
+    rollout_percent: float = 10.0

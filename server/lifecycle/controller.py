@@ -41,7 +41,7 @@ from server.lifecycle.loop import PassLoop
 from server.lifecycle.pins import PinRead, PinStore
 from server.lifecycle.policy import preference, recheck_applies, versions_to_try
 from server.lifecycle.reporting import Reporter
-from server.lifecycle.rollout import RolloutStore
+from server.lifecycle.rollout import Rollout, RolloutStore
 from server.lifecycle.source import Inspection, Scan, VerifyCache, scan_repository
 from server.lifecycle.statedir import StatePaths
 from server.lifecycle.states import VersionState
@@ -76,8 +76,10 @@ class LifecycleController:
         self.pin = PinRead(None)  # as read by the current pass
         self.last_scan: Scan | None = None
         self._load_lock = FileLock(state.load_lock)
+        auto = Rollout("", "", config.rollout_percent) if config.rollout_mode == "canary" else None
         self.canary = CanaryFollower(RolloutStore(state.rollout_file), manager, loader, self.verdicts, self.decisions,
-                                     self.backoff, self._load_lock, reporter, self.loop.stopping)
+                                     self.backoff, self._load_lock, reporter, self.loop.stopping,
+                                     config.drain_timeout_s, auto)
         self._verify_cache = VerifyCache()
         self._serving: Serving | None = None
         self._loading: str | None = None
@@ -125,6 +127,9 @@ class LifecycleController:
         before = serving
         self.canary.follow(scan, before.model.version if before else None)  # an ended canary goes first
         chosen = preference(scan, self.verdicts.all(), self.pin.pin)
+        if self.canary.enter(scan, chosen, before.model.version if before else None, self.pins):
+            self.pin = self.pins.read()  # a new version enters as a canary: the stable one is pinned now
+            chosen = preference(scan, self.verdicts.all(), self.pin.pin)
         for version in versions_to_try(chosen, scan, serving.model.version if serving else None):
             if self.loop.stopping.is_set():
                 break

@@ -4,7 +4,8 @@ Every worker runs one (a worker may die; the judge must not die with it). They r
 (`server.quality.rollout_samples`) and apply the same pure rules (`server.quality.judge`), so they
 agree; the one that acts first wins, under the rollout lock, and the others find the rollout ended:
 
-    regressed -> abort: traffic back to the stable version, the candidate rejected as rolled_back with
+    regressed, or expired (no verdict within the rollout's `max_minutes`)
+              -> abort: traffic back to the stable version, the candidate rejected as rolled_back with
                  the rule that fired, a report, a metric, an audit record and the webhook (if any)
     passed    -> promote, when OCR_ROLLOUT_AUTO_PROMOTE is set; otherwise the verdict waits for a
                  releaser (`ocr_rollout_judge_verdict` and `GET /v1/models/<version>/report` show it)
@@ -29,7 +30,7 @@ from server.storage.locks import locked
 log = logging.getLogger(__name__)
 
 WEBHOOK_TIMEOUT_S = 5.0
-_VERDICT_VALUE = {"passed": 1, "pending": 0, "regressed": -1}
+_VERDICT_VALUE = {"passed": 1, "pending": 0, "regressed": -1, "expired": -1}
 # How often the samples of ended rollouts are pruned (`RolloutSamples.prune`).
 PRUNE_EVERY_S = 3600.0
 
@@ -57,8 +58,8 @@ class RolloutJudge:
             return
         judgement = self.rollouts.reports.judge(rollout)
         ROLLOUT_VERDICT.labels(version=rollout.candidate).set(_VERDICT_VALUE[judgement.decision])
-        if judgement.decision == "regressed" or (judgement.decision == "passed" and self.auto_promote):
-            self._act(rollout, judgement.decision, judgement.rule, judgement.metric)
+        if judgement.decision in ("regressed", "expired") or (judgement.decision == "passed" and self.auto_promote):
+            self._act(rollout, judgement.decision, judgement.rule, judgement.metric or judgement.decision)
 
     def _act(self, seen: Rollout, decision: str, rule: str, metric: str | None) -> None:
         lock = self.rollouts.store.path.with_name("rollout.lock")
@@ -67,18 +68,18 @@ class RolloutJudge:
             if rollout is None or rollout.key != seen.key:  # another worker acted first
                 return
             try:
-                if decision == "regressed":
-                    self.rollouts.abort(rollout.candidate, rule, actor=JUDGE_ACTOR, metric=metric or "unknown")
+                if decision != "passed":
+                    self.rollouts.abort(rollout.candidate, rule, actor=JUDGE_ACTOR, metric=metric or decision)
                 else:
                     self.rollouts.promote(rollout.candidate, actor=JUDGE_ACTOR)
             except Refused as refused:
-                log.error("the judge could not %s %s: %s", "roll back" if decision == "regressed" else "promote",
+                log.error("the judge could not %s %s: %s", "promote" if decision == "passed" else "roll back",
                           rollout.candidate, refused.message)
                 return
-        log.warning("canary %s %s: %s", rollout.candidate, "rolled back" if decision == "regressed" else "promoted",
+        log.warning("canary %s %s: %s", rollout.candidate, "promoted" if decision == "passed" else "rolled back",
                     rule)
         self._notify({"candidate": rollout.candidate, "stable": rollout.stable,
-                      "decision": "rolled_back" if decision == "regressed" else "promoted", "rule": rule,
+                      "decision": "promoted" if decision == "passed" else "rolled_back", "rule": rule,
                       "metric": metric, "report": self.rollouts.reports.load(rollout.candidate)})
 
     def _notify(self, event: dict[str, Any]) -> None:

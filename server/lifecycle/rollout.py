@@ -35,6 +35,8 @@ class Rollout:
     actor: str = "unknown"
     pinned_stable: bool = False  # the canary set the stable pin, so ending it removes that pin
     shadow_percent: float = 0.0  # share of the stable version's requests also read by the candidate
+    min_requests: int = 0  # the judge passes it only after this many canary (or shadow) requests
+    max_minutes: float = 0.0  # past this without a verdict the judge ends it (0: no limit)
 
     @property
     def key(self) -> str:

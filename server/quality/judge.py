@@ -78,7 +78,7 @@ class MetricResult:
 
 @dataclass(frozen=True)
 class Judgement:
-    decision: str  # "regressed", "passed" or "pending"
+    decision: str  # "regressed", "passed", "pending" or "expired"
     rule: str  # what decided it, in words
     metric: str | None = None  # the metric that regressed
     overall: list[MetricResult] = field(default_factory=list)  # the whole canary so far
@@ -211,7 +211,23 @@ def cut_windows(candidate: Sequence[Sample], policy: JudgePolicy, now: float) ->
 
 def judge(stable: Sequence[Sample], candidate: Sequence[Sample], stable_feedback: Sequence[float],
           candidate_feedback: Sequence[float], policy: JudgePolicy, now: float,
-          shadow: Sequence[float] = ()) -> Judgement:
+          shadow: Sequence[float] = (), min_requests: int = 0, expired: bool = False) -> Judgement:
+    """The verdict so far. `min_requests`: a pass needs at least this many canary (or, for a shadow-only
+    rollout, shadow) requests; `expired`: the rollout's time is up, so a verdict still pending is
+    "expired" (the caller ends the canary rather than keep a candidate in limbo)."""
+    found = _judge(stable, candidate, stable_feedback, candidate_feedback, policy, now, shadow)
+    seen = len(candidate) or len(shadow)
+    if found.decision == "passed" and seen < min_requests:
+        found = Judgement("pending", f"{found.rule}, but {seen} of the {min_requests} requests the rollout asks for",
+                          None, found.overall, found.windows)
+    if found.decision == "pending" and expired:
+        return Judgement("expired", f"no verdict within the rollout's time ({found.rule})", None, found.overall,
+                         found.windows)
+    return found
+
+
+def _judge(stable: Sequence[Sample], candidate: Sequence[Sample], stable_feedback: Sequence[float],
+           candidate_feedback: Sequence[float], policy: JudgePolicy, now: float, shadow: Sequence[float]) -> Judgement:
     overall = [*compare(stable, candidate, policy), feedback(stable_feedback, candidate_feedback, policy),
                agreement(shadow, policy)]
     windows = [compare([x for x in stable if start <= x.at < end], [x for x in candidate if start <= x.at < end],

@@ -57,6 +57,9 @@ class Manifest:
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     quality_gate: dict[str, Any] = field(default_factory=dict)
     card: ModelCard | None = None  # provenance (server.repository.card); left out of the JSON when unset
+    # How the version asks to enter service (README, "Canary releases"): canary_percent, shadow_percent,
+    # min_requests, max_minutes; left out of the JSON when unset.
+    rollout: dict[str, float] = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -68,6 +71,8 @@ class Manifest:
             del data["card"]
         else:
             data["card"] = self.card.to_json()
+        if not self.rollout:
+            del data["rollout"]
         return data
 
     @classmethod
@@ -115,8 +120,31 @@ class Manifest:
             settings=dict(data.get("settings") or {}),
             quality_gate=dict(data.get("quality_gate") or {}),
             card=card,
+            rollout=_rollout(data.get("rollout")),
             schema=int(data.get("schema", SCHEMA_VERSION)),
         )
+
+
+# A manifest's `rollout` keys and their bounds.
+ROLLOUT_KEYS = {"canary_percent": (0.0, 100.0), "shadow_percent": (0.0, 100.0), "min_requests": (0.0, 1e9),
+                "max_minutes": (0.0, 1e6)}
+
+
+def _rollout(raw: Any) -> dict[str, float]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ManifestError("rollout must be an object")
+    unknown = sorted(set(raw) - set(ROLLOUT_KEYS))
+    if unknown:
+        raise ManifestError(f"unknown rollout keys {unknown} (known: {', '.join(ROLLOUT_KEYS)})")
+    for key, value in raw.items():
+        low, high = ROLLOUT_KEYS[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise ManifestError(f"rollout.{key} must be a number within {low:g}..{high:g}, got {value!r}")
+    if raw and not raw.get("canary_percent") and not raw.get("shadow_percent"):
+        raise ManifestError("rollout needs canary_percent or shadow_percent above 0")
+    return {key: float(value) for key, value in raw.items()}
 
 
 def sha256_file(path: Path) -> str:

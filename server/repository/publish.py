@@ -96,7 +96,8 @@ def publish(
 
     When `src` holds a manifest.json (e.g. it is an existing version), its stages, settings, quality
     gate, framework, source record and model card are carried over; only the version, the creation
-    record and the checksums are new. `card` replaces the carried-over card. `finalize(staging_dir)`
+    record and the checksums are new (a `rollout` request is carried over too). `card` replaces the
+    carried-over card. `finalize(staging_dir)`
     runs last, before the rename (signing); if it raises, nothing is published.
     """
     parse_version(version)
@@ -133,6 +134,7 @@ def publish(
             settings=template.settings if template else {},
             quality_gate=template.quality_gate if template else {},
             card=card if card is not None else (template.card if template else None),
+            rollout=template.rollout if template else {},
         )
         write_manifest(staging, manifest)
         problems = verify_files(staging, manifest)

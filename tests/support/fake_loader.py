@@ -9,6 +9,7 @@ on the real source, verdict store, pin file, audit log and worker board.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -81,11 +82,18 @@ class FakeLoader:
                                                      withdraws=True)
 
 
-def publish_fake_version(repo: ModelRepository, version: str, work: Path) -> Path:
-    """A whole version (manifest and checksums verify) whose 'networks' are a few bytes of text."""
+def publish_fake_version(repo: ModelRepository, version: str, work: Path, rollout: dict[str, float] | None = None
+                         ) -> Path:
+    """A whole version (manifest and checksums verify) whose 'networks' are a few bytes of text; with
+    `rollout`, its manifest asks to enter as a canary."""
     source = work / f"src-{version}"
     for stage in ("det", "rec"):
         (source / stage).mkdir(parents=True)
         (source / stage / "inference.onnx").write_text(f"{stage} of {version}\n")
     (source / "rec" / "dict.txt").write_text("a\nb\n")
+    if rollout:  # a manifest of its own, as a release tool would write it
+        draft = publish(source, ModelRepository(work / f"draft-{version}"), version, created_by="tests")
+        manifest = json.loads((draft / "manifest.json").read_text())
+        (draft / "manifest.json").write_text(json.dumps({**manifest, "rollout": rollout}))
+        source = draft
     return publish(source, repo, version, created_by="tests")
