@@ -7,9 +7,11 @@ the judge's windows are made small (15 canary requests) so that each verdict com
 from __future__ import annotations
 
 import json
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 import requests
@@ -31,16 +33,40 @@ from tests.support.lifecycle import (
     write_golden_set,
 )
 from tests.support.load import LoadGenerator
-from tests.support.server import RunningServer, gunicorn_server
+from tests.support.server import RunningServer, free_port, gunicorn_server
 
 VERSIONS = {"1.0.0", "2.0.0", "3.0.0", "4.0.0", "5.0.0"}
 # From the canary's start to the judge's decision, on a busy 2-core machine (a few windows of seconds).
 DECISION_BOUND_S = 240
 
 
+class Webhook(ThreadingHTTPServer):
+    """A real HTTP receiver for OCR_ROLLOUT_WEBHOOK: keeps every JSON body POSTed to it."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        received = self.received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", free_port()), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/rollouts"
+
+
 class Lab:
-    def __init__(self, server: RunningServer, root: Path, default_version_dir: Path) -> None:
-        self.server, self.root, self.base = server, root, default_version_dir
+    def __init__(self, server: RunningServer, root: Path, default_version_dir: Path, webhook: Webhook) -> None:
+        self.server, self.root, self.base, self.webhook = server, root, default_version_dir, webhook
         self.admin = Admin(server.url)
         self.repo_root = root / "models"
 
@@ -86,15 +112,17 @@ def lab(tmp_path_factory: pytest.TempPathFactory, default_version_dir: Path) -> 
     root = tmp_path_factory.mktemp("judge")
     publish(default_version_dir, ModelRepository(root / "models"), "1.0.0", created_by="tests")
     write_golden_set(root / "models" / "golden")
-    env = {"OCR_ADMIN_TOKEN": ADMIN_TOKEN, "OCR_MODEL_POLL_S": "1", "OCR_MODEL_DEBOUNCE_S": "0.3",
+    webhook = Webhook()
+    env = {"OCR_ROLLOUT_WEBHOOK": webhook.url, "OCR_ADMIN_TOKEN": ADMIN_TOKEN, "OCR_MODEL_POLL_S": "1", "OCR_MODEL_DEBOUNCE_S": "0.3",
            "OCR_MODEL_SETTLE_S": "1", "OCR_WARMUP_SHAPES": "320x320", "OCR_TIMEOUT": "600",
            "OCR_ROLLOUT_WINDOW_REQUESTS": "15", "OCR_ROLLOUT_WINDOWS": "2", "OCR_ROLLOUT_JUDGE_S": "1",
            "OCR_PROMOTE_REQUIRES_REPORT": "1"}
     with gunicorn_server(root / "models", root / "logs", workers=2, threads=2, env=env) as server:
-        lab = Lab(server, root, default_version_dir)
+        lab = Lab(server, root, default_version_dir, webhook)
         wait_converged(lab.admin, server.worker_pids(), "1.0.0", 120)
         assert lab.admin.activate("1.0.0").status_code == 202  # new versions wait for a canary
         yield lab
+    webhook.shutdown()
 
 
 def test_a_slower_candidate_is_rolled_back_by_the_judge_on_latency(lab: Lab) -> None:
@@ -120,6 +148,9 @@ def test_a_slower_candidate_is_rolled_back_by_the_judge_on_latency(lab: Lab) -> 
     assert markdown.status_code == 200 and markdown.headers["Content-Type"].startswith("text/markdown")
     assert "**Decision: rolled_back** by rollout-judge" in markdown.text and "| latency_p50 |" in markdown.text
     assert lab.admin.models()["pin"]["version"] == "1.0.0"  # the stable pin was the operator's: it stays
+    told = wait_for(lambda: [e for e in lab.webhook.received if e["candidate"] == "2.0.0"], 30, "the webhook call")
+    assert len(told) == 1 and told[0]["decision"] == "rolled_back" and told[0]["metric"].startswith("latency")
+    assert told[0]["report"]["decision"] == "rolled_back"
 
 
 def test_a_candidate_that_reads_live_documents_worse_is_caught_by_feedback_not_by_the_gate(lab: Lab) -> None:

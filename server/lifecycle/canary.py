@@ -31,7 +31,7 @@ from server.lifecycle.states import VersionState
 from server.lifecycle.verdicts import VerdictStore
 from server.observability.metrics import ROLLOUT_SHARE
 from server.repository.manifest import now_iso
-from server.storage.locks import FileLock, locked
+from server.storage.locks import FileLock
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class CanaryFollower:
         else:
             return False
         try:
-            with locked(self.store.path.with_name("rollout.lock")):
+            with self.store.lock():
                 if self.store.read()[0] is not None:
                     return True
                 pins.write(serving, self.reporter.actor, action="canary")

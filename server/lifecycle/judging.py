@@ -25,7 +25,6 @@ from server.lifecycle.loop import PassLoop
 from server.lifecycle.rollout import Rollout
 from server.lifecycle.rollout_commands import JUDGE_ACTOR, RolloutCommands
 from server.observability.metrics import ROLLOUT_VERDICT
-from server.storage.locks import locked
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +61,7 @@ class RolloutJudge:
             self._act(rollout, judgement.decision, judgement.rule, judgement.metric or judgement.decision)
 
     def _act(self, seen: Rollout, decision: str, rule: str, metric: str | None) -> None:
-        lock = self.rollouts.store.path.with_name("rollout.lock")
-        with locked(lock):
+        with self.rollouts.store.lock():
             rollout, _ = self.rollouts.store.read()
             if rollout is None or rollout.key != seen.key:  # another worker acted first
                 return

@@ -17,9 +17,12 @@ removes the pin the canary itself set.
 from __future__ import annotations
 
 import hashlib
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import IO, Any
 
+from server.storage.locks import locked
 from server.storage.statefiles import StateFileError, read_json, write_json_atomic
 
 # Shares are kept to 0.01 %: a client key lands in one of 10,000 buckets.
@@ -77,3 +80,7 @@ class RolloutStore:
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
+
+    def lock(self) -> AbstractContextManager[IO[Any]]:
+        """Held by whoever starts or ends a rollout on its own (a worker or a judge), so two never do both."""
+        return locked(self.path.with_name("rollout.lock"))
