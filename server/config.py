@@ -134,6 +134,10 @@ class Settings:
     # Kubernetes pod's terminationGracePeriodSeconds must cover it (the Helm chart derives one from the
     # other), or the kubelet's SIGKILL cuts those requests first.
     graceful_timeout_s: int = field(default=30, metadata={"env": "OCR_GRACEFUL_TIMEOUT", "min": 1})
+    # How long a new worker waits for its first model before it accepts connections anyway (it would
+    # answer 503 until loaded), and how long a worker told to stop on a restart keeps serving while a
+    # new one still loads (server/process/worker.py).
+    boot_wait_s: int = field(default=300, metadata={"env": "OCR_BOOT_WAIT_S", "min": 0})
     log_level: str = field(default="info", metadata={"env": "OCR_LOG_LEVEL"})
 
     # -- model lifecycle (see README, "Model lifecycle and hot reload") --

@@ -55,9 +55,17 @@ class Lifecycle:
     def start(self) -> None:
         self.controller.start()
 
-    def stop(self) -> None:
-        self.controller.stop()
+    def wait_first_pass(self, timeout: float) -> bool:
+        """Wait until the first pass has ended: a version serves, or none could (True), or `timeout`."""
+        return self.controller.loop.first_pass.wait(timeout)
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop the lifecycle threads and free the models while the interpreter is whole; False (models
+        kept) if a load is still running after `timeout`: freeing them under it is not safe."""
+        if not self.controller.stop(timeout):
+            return False
         self.manager.shutdown()
+        return True
 
     def hold(self) -> AbstractContextManager[LoadedModel]:
         """The serving model, held until the block ends (raises NotReadyError while none has loaded)."""
