@@ -33,10 +33,6 @@ class Lab:
         self.expected = expected
         self.admin = Admin(server.url)
 
-    def accepting(self) -> int:
-        """How many workers have logged that they accept connections (server.process.gunicorn_config)."""
-        return self.server.log().count("accepting connections after")
-
     def answered_after(self, moment: float, count: int) -> None:
         """Wait until `count` requests started after `moment` have been answered."""
         wait_for(lambda: len([o for o in self.load.outcomes if o.started > moment]) >= count, BOOT_BOUND_S,
@@ -47,7 +43,8 @@ class Lab:
 
     def workers_serve(self, version: str) -> bool:
         workers = self.admin.models()["workers"]
-        return (sorted(w["pid"] for w in workers) == sorted(self.server.worker_pids())
+        pids = self.server.worker_pids()
+        return (len(pids) == 2 and sorted(w["pid"] for w in workers) == sorted(pids)
                 and all(w["serving"] == version for w in workers))
 
 
@@ -60,7 +57,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory, default_version_dir: Path) -> 
     expected = {DEFAULT_VERSION: expected_text(0)}
     with gunicorn_server(root, tmp_path_factory.mktemp("logs"), workers=2, threads=2,
                          env={"OCR_ADMIN_TOKEN": ADMIN_TOKEN}) as server:
-        load = LoadGenerator(server.url, [load_image()], check=expect_versions(expected), clients=CLIENTS).start()
+        load = LoadGenerator(server.url, [load_image()], check=expect_versions(expected), clients=CLIENTS,
+                             new_connections=True).start()
         lab = Lab(server, load, expected)
         lab.answered_after(0.0, CLIENTS)
         try:
@@ -72,11 +70,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory, default_version_dir: Path) -> 
 def test_a_worker_killed_mid_request_loses_only_the_requests_it_held(lab: Lab) -> None:
     before = len(lab.failures())
     victim = lab.server.worker_pids()[0]
-    accepting = lab.accepting()
     killed_at = time.monotonic()
     os.kill(victim, signal.SIGKILL)
-    wait_for(lambda: lab.accepting() > accepting and victim not in lab.server.worker_pids()
-             and len(lab.server.worker_pids()) == 2, BOOT_BOUND_S, "a replacement worker")
+    wait_for(lambda: victim not in lab.server.worker_pids() and lab.workers_serve(DEFAULT_VERSION), BOOT_BOUND_S,
+             "a replacement worker serving")
     replaced_at = time.monotonic()
     lab.answered_after(replaced_at, 2 * CLIENTS)
 
@@ -95,7 +92,7 @@ def test_a_reload_under_load_answers_every_request(lab: Lab) -> None:
     old = set(lab.server.worker_pids())
     hup_at = time.monotonic()
     os.kill(lab.server.process.pid, signal.SIGHUP)
-    wait_for(lambda: not old & set(lab.server.worker_pids()) and len(lab.server.worker_pids()) == 2,
+    wait_for(lambda: not old & set(lab.server.worker_pids()) and lab.workers_serve(DEFAULT_VERSION),
              BOOT_BOUND_S, "the old workers to hand over to new ones")
     replaced_at = time.monotonic()
     lab.answered_after(replaced_at, CLIENTS)

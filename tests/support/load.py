@@ -41,7 +41,7 @@ class Outcome:
 class LoadGenerator:
     def __init__(self, url: str, bodies: list[bytes], check: Check = ok_status, clients: int = 8,
                  content_type: str = "image/png", once: bool = False, timeout: float = 300.0,
-                 on_outcome: Callable[[Outcome], None] | None = None) -> None:
+                 on_outcome: Callable[[Outcome], None] | None = None, new_connections: bool = False) -> None:
         self.url = url
         self.bodies = bodies
         self.check = check
@@ -50,6 +50,9 @@ class LoadGenerator:
         self.once = once
         self.timeout = timeout
         self.on_outcome = on_outcome
+        # A new connection per request (as many clients behind a balancer do): a kept-alive connection
+        # stays with its worker, so a new or restarted worker would see no traffic.
+        self.headers = {"Content-Type": content_type, **({"Connection": "close"} if new_connections else {})}
         self.outcomes: list[Outcome] = []
         self._inflight: dict[int, float] = {}  # client -> start of its request in flight
         self._next = 0
@@ -79,7 +82,7 @@ class LoadGenerator:
             status = version = None
             try:
                 response = session.post(f"{self.url}/v1/ocr", data=self.bodies[body],
-                                        headers={"Content-Type": self.content_type}, timeout=self.timeout)
+                                        headers=self.headers, timeout=self.timeout)
                 status, version = response.status_code, response.headers.get("X-Model-Version")
                 problem = self.check(response)
             except requests.RequestException as exc:
