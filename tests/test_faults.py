@@ -1,5 +1,6 @@
 """Faults and restarts under load, on one real server (2 workers x 2 threads, PP-OCRv4 on Paddle, 8
-clients): a worker killed mid-request, a reload (`kill -HUP`), then a graceful stop during a swap.
+clients, each request on a new connection): a worker killed mid-request, a worker stopped (SIGSTOP)
+past the timeout, a reload (`kill -HUP`), then a graceful stop during a swap.
 
 The tests run in this order on the same server (each leaves it serving with every worker ready, the
 last one stops it). What may fail is stated per fault and counted; every other request must get a 200
@@ -22,6 +23,8 @@ from tests.support.load import LoadGenerator, Outcome
 from tests.support.server import DEFAULT_VERSION, RunningServer, gunicorn_server
 
 CLIENTS = 8
+# Gunicorn's worker timeout, short so that a stopped worker is replaced within the test.
+TIMEOUT_S = 15
 # Bound for a new worker to load and warm up its model while 8 clients keep both cores busy.
 BOOT_BOUND_S = 300.0
 
@@ -56,7 +59,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, default_version_dir: Path) -> 
     copy_version(default_version_dir, root, DEFAULT_VERSION)
     expected = {DEFAULT_VERSION: expected_text(0)}
     with gunicorn_server(root, tmp_path_factory.mktemp("logs"), workers=2, threads=2,
-                         env={"OCR_ADMIN_TOKEN": ADMIN_TOKEN}) as server:
+                         env={"OCR_ADMIN_TOKEN": ADMIN_TOKEN, "OCR_TIMEOUT": str(TIMEOUT_S)}) as server:
         load = LoadGenerator(server.url, [load_image()], check=expect_versions(expected), clients=CLIENTS,
                              new_connections=True).start()
         lab = Lab(server, load, expected)
@@ -85,6 +88,24 @@ def test_a_worker_killed_mid_request_loses_only_the_requests_it_held(lab: Lab) -
     assert len(lost) <= CLIENTS, [o.problem for o in lost]
     assert lab.workers_serve(DEFAULT_VERSION)
     assert {o.version for o in lab.load.outcomes if o.started > replaced_at} == {DEFAULT_VERSION}
+
+
+def test_a_stopped_worker_is_replaced_after_the_timeout(lab: Lab) -> None:
+    before = len(lab.failures())
+    victim = lab.server.worker_pids()[0]
+    stopped_at = time.monotonic()
+    os.kill(victim, signal.SIGSTOP)  # hung in native code, as far as the master can tell
+    wait_for(lambda: victim not in lab.server.worker_pids() and lab.workers_serve(DEFAULT_VERSION), BOOT_BOUND_S,
+             "the master to replace the stopped worker")
+    replaced_at = time.monotonic()
+    lab.answered_after(replaced_at, 2 * CLIENTS)
+
+    lost = lab.failures()[before:]
+    print(f"SIGSTOP of a worker under {CLIENTS} clients: replaced after {replaced_at - stopped_at:.0f} s "
+          f"(timeout {TIMEOUT_S} s), {len(lost)} requests failed (held by it)")
+    assert f"WORKER TIMEOUT (pid:{victim})" in lab.server.log()
+    assert all(o.started < stopped_at for o in lost), [o.problem for o in lost]
+    assert len(lost) <= CLIENTS, [o.problem for o in lost]
 
 
 def test_a_reload_under_load_answers_every_request(lab: Lab) -> None:
