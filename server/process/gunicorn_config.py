@@ -155,6 +155,40 @@ def worker_exit(server: Any, worker: Any) -> None:
         os._exit(0)
 
 
+class _BodyDeadline:
+    """The connection's socket as the request parser reads it, with one deadline for the whole body:
+    a client trickling a byte at a time would never trip a per-read timeout. Past the deadline a read
+    raises TimeoutError, which the app answers 408 `body_timeout` (server/http/request.py)."""
+
+    def __init__(self, sock: Any, seconds: float) -> None:
+        self.sock = sock
+        self.deadline = time.monotonic() + seconds
+
+    def recv(self, size: int) -> bytes:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("request body deadline passed")
+        self.sock.settimeout(remaining)
+        try:
+            return self.sock.recv(size)
+        finally:
+            self.sock.settimeout(None)  # the response is written without it
+
+
+def pre_request(worker: Any, req: Any) -> None:
+    """The headers are in; from here the request's thread reads the body: give it OCR_BODY_TIMEOUT_S."""
+    unreader = getattr(req, "unreader", None)
+    if _settings.body_timeout_s and hasattr(unreader, "sock"):
+        unreader.sock = _BodyDeadline(unreader.sock, _settings.body_timeout_s)
+
+
+def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
+    """Gunicorn drains an unread body with its own bound after the response: give it the bare socket."""
+    unreader = getattr(req, "unreader", None)
+    if isinstance(getattr(unreader, "sock", None), _BodyDeadline):
+        unreader.sock = unreader.sock.sock
+
+
 def child_exit(server: Any, worker: Any) -> None:
     """A worker exited (any cause, SIGKILL included): its live gauges go, its counters stay."""
     if _metrics_dir is not None:
