@@ -64,6 +64,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, default_version_dir: Path) -> 
                              new_connections=True).start()
         lab = Lab(server, load, expected)
         lab.answered_after(0.0, CLIENTS)
+        assert "[ERROR]" not in server.log(), server.log()[-3000:]  # e.g. metrics left per worker by an import
         try:
             yield lab
         finally:

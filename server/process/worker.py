@@ -18,13 +18,14 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gunicorn.workers.gthread import ThreadWorker
 
 from server.config import Settings
-from server.lifecycle.statedir import StatePaths
-from server.lifecycle.workers import WorkerBoard
+
+if TYPE_CHECKING:  # imported for real in the worker only: the master must not import prometheus_client
+    from server.lifecycle.workers import WorkerBoard  # before its metrics directory is set (on_starting)
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -56,12 +57,18 @@ class HandoverWorker(ThreadWorker):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        settings = Settings.from_env()
-        self._board = WorkerBoard(StatePaths(settings.effective_state_dir, settings.pipeline_name).workers_dir)
-        self._handover_s = settings.boot_wait_s
+        self._settings = Settings.from_env()
+        self._handover_s = self._settings.boot_wait_s
         self._handing_over = False
+        self._board: WorkerBoard | None = None
 
     def siblings_loading(self) -> list[int]:
+        if self._board is None:
+            from server.lifecycle.statedir import StatePaths
+            from server.lifecycle.workers import WorkerBoard
+
+            self._board = WorkerBoard(StatePaths(self._settings.effective_state_dir,
+                                                 self._settings.pipeline_name).workers_dir)
         serving = {state.pid for state in self._board.live() if state.serving is not None}
         return [pid for pid in younger_siblings(os.getpid(), self.ppid) if pid not in serving]
 
