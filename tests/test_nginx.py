@@ -40,7 +40,8 @@ def _main_config(prefix: Path, upstream_port: int, port: int) -> Path:
     site = site.replace("listen 80;", f"listen 127.0.0.1:{port};")
     assert f"127.0.0.1:{port}" in site and f"127.0.0.1:{upstream_port}" in site, "the shipped addresses changed"
     (prefix / "site.conf").write_text(site)
-    temp = " ".join(f"{kind}_temp_path {prefix / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    temp = " ".join(f"{kind}_temp_path {prefix / kind};"
+                    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     main = prefix / "nginx.conf"
     main.write_text(f"worker_processes 1;\npid {prefix / 'nginx.pid'};\nerror_log {prefix / 'error.log'};\n"
                     f"events {{ worker_connections 256; }}\n"
