@@ -1,6 +1,7 @@
 """Faults and restarts under load, on one real server (2 workers x 2 threads, PP-OCRv4 on Paddle, 8
 clients, each request on a new connection): a worker killed mid-request, a worker stopped (SIGSTOP)
-past the timeout, a reload (`kill -HUP`), then a graceful stop during a swap.
+past the timeout, a reload (`kill -HUP`), a worker killed while it loads a new version, then a graceful
+stop during a swap.
 
 The tests run in this order on the same server (each leaves it serving with every worker ready, the
 last one stops it). What may fail is stated per fault and counted; every other request must get a 200
@@ -129,9 +130,31 @@ def test_a_reload_under_load_answers_every_request(lab: Lab) -> None:
     assert lab.workers_serve(DEFAULT_VERSION)
 
 
+def test_a_worker_killed_mid_swap_is_replaced_by_one_serving_the_new_version(
+        lab: Lab, tmp_path: Path, default_version_dir: Path) -> None:
+    version = "1.0.1-ppocrv4"
+    lab.expected[version] = expected_text(0)
+    before = len(lab.failures())
+    publish_variant(default_version_dir, Path(lab.server.env["OCR_MODEL_REPO"]), version, 0, tmp_path)
+    loading = wait_for(lambda: [w["pid"] for w in lab.admin.models()["workers"] if w["loading"] == version],
+                       BOOT_BOUND_S, f"a worker loading {version}", interval=0.2)
+    killed_at = time.monotonic()
+    os.kill(loading[0], signal.SIGKILL)  # holding the machine's load lock, half-way through a load
+    wait_for(lambda: loading[0] not in lab.server.worker_pids() and lab.workers_serve(version), BOOT_BOUND_S,
+             f"every worker, the replacement included, to serve {version}")
+    replaced_at = time.monotonic()
+    lab.answered_after(replaced_at, 2 * CLIENTS)
+
+    lost = lab.failures()[before:]
+    print(f"kill -9 of a worker loading a swap under {CLIENTS} clients: {len(lost)} requests failed (held by it)")
+    assert all(o.started < killed_at for o in lost), [o.problem for o in lost]
+    assert len(lost) <= CLIENTS, [o.problem for o in lost]
+    assert {o.version for o in lab.load.outcomes if o.started > replaced_at} == {version}
+
+
 def test_a_graceful_stop_during_a_swap_logs_no_error(lab: Lab, tmp_path: Path, default_version_dir: Path) -> None:
     """SIGTERM to the master while a worker loads a new version: every worker exits 0, nothing aborts."""
-    version = "1.0.1-ppocrv4"
+    version = "1.0.2-ppocrv4"
     lab.expected[version] = expected_text(0)
     publish_variant(default_version_dir, Path(lab.server.env["OCR_MODEL_REPO"]), version, 0, tmp_path)
 
