@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA ?= ../shared/data/sroie-dev
 
-.PHONY: setup models serve test test-fast fuzz fuzz-nightly clean interop-setup mlflow-server-setup deploy-tools chart-check manifests image bench-setup bench-paddleocr-setup bench-parity bench-pipeline bench-server bench-memory bench
+.PHONY: setup models serve test test-fast fuzz fuzz-nightly clean interop-setup mlflow-server-setup deploy-tools chart-check manifests image bench-setup bench-paddleocr-setup bench-parity bench-pipeline bench-server bench-memory bench soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -146,5 +146,9 @@ bench-server: models
 
 bench-memory: models
 	$(BIN)/python -m bench.memory --data $(DATA)
+
+# An hour at moderate load with a swap every 3 minutes (bench/soak.py; not in CI): bench/results/soak.{json,png}.
+soak: bench-setup models
+	$(BIN)/python -m bench.soak --minutes 60
 
 bench: bench-parity bench-pipeline bench-server bench-memory

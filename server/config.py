@@ -100,6 +100,10 @@ class Settings:
     memory_ceiling_mb: int = field(default=4096, metadata={"env": "OCR_MEMORY_CEILING_MB", "min": 0})
 
     max_body_bytes: int = field(default=20 * 1024 * 1024, metadata={"env": "OCR_MAX_BODY_BYTES", "min": 1})
+    # Seconds a request body may take to arrive, once the headers are in, before it is answered 408
+    # `body_timeout`: a client trickling its upload would hold one of the worker's few threads for as
+    # long as it likes (server/process/gunicorn_config.py, server/http/request.py). 0: no limit.
+    body_timeout_s: float = field(default=60.0, metadata={"env": "OCR_BODY_TIMEOUT_S", "min": 0})
     max_image_pixels: int = field(default=40_000_000, metadata={"env": "OCR_MAX_IMAGE_PIXELS", "min": 1})
     max_images_per_request: int = field(default=16, metadata={"env": "OCR_MAX_IMAGES", "min": 1})
 
@@ -135,6 +139,10 @@ class Settings:
     # Kubernetes pod's terminationGracePeriodSeconds must cover it (the Helm chart derives one from the
     # other), or the kubelet's SIGKILL cuts those requests first.
     graceful_timeout_s: int = field(default=30, metadata={"env": "OCR_GRACEFUL_TIMEOUT", "min": 1})
+    # How long a new worker waits for its first model before it accepts connections anyway (it would
+    # answer 503 until loaded), and how long a worker told to stop on a restart keeps serving while a
+    # new one still loads (server/process/worker.py).
+    boot_wait_s: int = field(default=300, metadata={"env": "OCR_BOOT_WAIT_S", "min": 0})
     log_level: str = field(default="info", metadata={"env": "OCR_LOG_LEVEL"})
 
     # -- model lifecycle (see README, "Model lifecycle and hot reload") --

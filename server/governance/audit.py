@@ -151,8 +151,12 @@ class AuditLog:
                 if size and os.pread(fd, 1, size - 1) != b"\n":
                     line = b"\n" + line  # a torn last line stays alone on its line
                 data = line + b"\n"
-                while data:
-                    data = data[os.write(fd, data):]
+                try:
+                    while data:
+                        data = data[os.write(fd, data):]
+                except OSError:  # a full disk may take part of the line: leave none of it (the chain holds)
+                    os.ftruncate(fd, size)
+                    raise
         except OSError as exc:
             log.error("cannot write the audit log %s: %s (event: %s)", self.path, exc, entry)
             return entry

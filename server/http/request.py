@@ -10,6 +10,9 @@ JSON bodies are parsed with a depth limit: no request of this API nests deeper t
 a deeply nested one (`[[[[...]]]]`) made the parser raise RecursionError, answered 500; one just under
 the interpreter's limit parsed, then broke whatever walked it (a `repr` in an error message). Both are
 400 `invalid_json` here, before any handler sees the body.
+
+A body that does not arrive in time (the deadline OCR_BODY_TIMEOUT_S of `gunicorn_config.pre_request`)
+is 408 `body_timeout`: Werkzeug would report the timeout as a disconnected client (400), which it is not.
 """
 
 from __future__ import annotations
@@ -25,6 +28,27 @@ from server.http.errors import ApiError
 
 # The deepest a JSON body may nest (an OCR request nests 2 levels: {"images": [...]}).
 MAX_JSON_DEPTH = 32
+
+
+class _StallGuard:
+    """The WSGI input, with a read that timed out raised as 408 `body_timeout` (not an OSError, which
+    Werkzeug's stream would take for a disconnect)."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+
+    def _guarded(self, method: str, *args: Any) -> Any:
+        try:
+            return getattr(self._raw, method)(*args)
+        except TimeoutError:
+            raise ApiError(408, "body_timeout", "the request body did not arrive in time (OCR_BODY_TIMEOUT_S); "
+                           "send it at once, or through a proxy that buffers uploads") from None
+
+    def read(self, *args: Any) -> bytes:
+        return self._guarded("read", *args)
+
+    def readline(self, *args: Any) -> bytes:
+        return self._guarded("readline", *args)
 
 
 class _CappedStream(LimitedStream):
@@ -67,6 +91,8 @@ class BoundedRequest(Request):
 
     @cached_property
     def stream(self) -> IO[bytes]:
+        if "wsgi.input" in self.environ:
+            self.environ["wsgi.input"] = _StallGuard(self.environ["wsgi.input"])
         limit = self.max_content_length
         if self.content_length is None and limit is not None and "wsgi.input_terminated" in self.environ:
             return _CappedStream(self.environ["wsgi.input"], limit, is_max=True)  # type: ignore[return-value]

@@ -93,10 +93,11 @@ class LifecycleController:
         self.loop.start()
         self.watcher.start()
 
-    def stop(self) -> None:
-        """End the lifecycle thread and the watcher (the served model stays with the manager)."""
-        self.loop.stop()
+    def stop(self, timeout: float = 30.0) -> bool:
+        """End the lifecycle thread and the watcher (the served model stays with the manager); False if
+        the lifecycle thread is still inside a pass (a load cannot be interrupted) after `timeout`."""
         self.watcher.stop()
+        return self.loop.stop(timeout)
 
     def trigger(self, reason: str = "") -> None:
         self.loop.trigger(reason)

@@ -46,9 +46,8 @@ class RolloutJudge:
         if self.loop is not None:
             self.loop.start()
 
-    def stop(self) -> None:
-        if self.loop is not None:
-            self.loop.stop()
+    def stop(self, timeout: float = 30.0) -> bool:
+        return self.loop.stop(timeout) if self.loop is not None else True
 
     def check(self) -> None:
         rollout, _ = self.rollouts.store.read()

@@ -24,6 +24,7 @@ class PassLoop:
         self.debounce_s = debounce_s
         self._name = name
         self.stopping = threading.Event()  # set by `stop`; long waits inside a pass watch it too
+        self.first_pass = threading.Event()  # set once the first pass has ended, whatever its outcome
         self._wake = threading.Event()
         self._last_trigger = 0.0
         self._thread: threading.Thread | None = None
@@ -32,11 +33,14 @@ class PassLoop:
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Ask the thread to end and wait for it; False if it is still inside a pass after `timeout`."""
         self.stopping.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=timeout)
+            return not self._thread.is_alive()
+        return True
 
     def trigger(self, reason: str = "") -> None:
         """Ask for a pass soon (after `debounce_s` without further triggers)."""
@@ -46,6 +50,7 @@ class PassLoop:
 
     def _run(self) -> None:
         self._pass_safely()
+        self.first_pass.set()
         while not self.stopping.is_set():
             woken = self._wake.wait(self.poll_s)
             if self.stopping.is_set():

@@ -78,10 +78,20 @@ class Lifecycle:
         self.controller.start()
         self.judge.start()
 
-    def stop(self) -> None:
-        self.judge.stop()
-        self.controller.stop()
+    def wait_first_pass(self, timeout: float) -> bool:
+        """Wait until the first pass has ended: a version serves, or none could (True), or `timeout`."""
+        return self.controller.loop.first_pass.wait(timeout)
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Stop the lifecycle threads (the judge, the shadow reader, the controller) and free the models
+        while the interpreter is whole; False (models kept) if a load or a shadow reading is still running
+        after `timeout`: freeing them under it is not safe."""
+        self.judge.stop(timeout)
+        shadow_stopped = self.shadow.stop(timeout)
+        if not self.controller.stop(timeout) or not shadow_stopped:
+            return False
         self.manager.shutdown()
+        return True
 
     def hold(self) -> AbstractContextManager[LoadedModel]:
         """The serving model, held until the block ends (raises NotReadyError while none has loaded)."""

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 QUEUE_SIZE = 4
 MAX_PAGES = 4
+IDLE_S = 5.0  # the thread ends after this long without work
 
 
 @dataclass
@@ -54,6 +55,7 @@ class ShadowRunner:
         self._queue: queue.Queue[tuple[ShadowTicket, Any]] = queue.Queue(QUEUE_SIZE)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
 
     def ticket(self) -> ShadowTicket | None:
         """A ticket when this request is to be shadowed (its share, and room in the queue), else None."""
@@ -75,16 +77,30 @@ class ShadowRunner:
             ROLLOUT_SHADOW_DROPPED.inc()
             return
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():
+            if not self._stopping.is_set() and (self._thread is None or not self._thread.is_alive()):
                 self._thread = threading.Thread(target=self._run, name="shadow", daemon=True)
                 self._thread.start()
 
+    def stop(self, timeout: float) -> bool:
+        """End the shadow thread before the interpreter does (a thread killed inside a model run aborts
+        the process); False if a reading still runs after `timeout`."""
+        self._stopping.set()
+        with self._lock:
+            thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
+
     def _run(self) -> None:
-        while True:
+        idle_s = 0.0
+        while not self._stopping.is_set() and idle_s < IDLE_S:  # idle: the next submit starts it again
             try:
-                ticket, options = self._queue.get(timeout=5.0)
+                ticket, options = self._queue.get(timeout=1.0)
             except queue.Empty:
-                return  # idle: the next submit starts the thread again
+                idle_s += 1.0
+                continue
+            idle_s = 0.0
             try:
                 self._read(ticket, options)
             except Exception:  # a shadow reading must never take the worker down

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 from server.config import Settings
@@ -30,11 +31,13 @@ _metrics_dir: MetricsDirectory | None = None
 _exporter: MasterExporter | None = None
 # The registry sync (OCR_MODEL_SOURCE=mlflow): one process per server, the master's child.
 _registry_sync: Sidecar | None = None
+# How long an exiting worker waits for a lifecycle pass in progress (worker_exit).
+_EXIT_JOIN_S = 10.0
 
 bind = _settings.bind
 workers = _settings.workers
 threads = _settings.threads
-worker_class = "gthread"
+worker_class = "server.process.worker.HandoverWorker"  # gthread; see its docstring
 timeout = _settings.timeout_s
 graceful_timeout = _settings.graceful_timeout_s
 keepalive = 5
@@ -117,10 +120,73 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Gunicorn has set the worker's signal handlers: keep Paddle's import from replacing them."""
+    """Take the signals back from Paddle's import, then hold the worker out of its accept loop until its
+    first model is loaded and warmed up (or none can be), so that a new worker never answers 503
+    `model_not_ready` while the others could serve: on a restart (server.process.worker) and after a
+    crashed worker is replaced. The master's heartbeat check is kept satisfied meanwhile."""
+    from server.http.context import EXTENSION_KEY
     from server.runtime.paddle import take_back_signals
 
     take_back_signals()
+    lifecycle = worker.wsgi.extensions[EXTENSION_KEY].lifecycle
+    started = time.monotonic()
+    deadline = started + _settings.boot_wait_s
+    while worker.alive and time.monotonic() < deadline and not lifecycle.wait_first_pass(1.0):
+        worker.notify()
+    if worker.alive:
+        active = lifecycle.active
+        worker.log.info("accepting connections after %.1f s, serving %s", time.monotonic() - started,
+                        active.version if active is not None else "nothing yet (503 until a version loads)")
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Stop the model lifecycle and free the models before the interpreter shuts down. A lifecycle thread
+    still inside native code (a load, a warm-up) when Python finalises would be ended by
+    `pthread_exit` there, which C++ turns into `terminate called without an active exception` and
+    SIGABRT; if a load does not end within the bound, leave without finalising instead."""
+    from server.http.context import EXTENSION_KEY
+
+    app = getattr(worker, "wsgi", None)
+    if app is None:  # the app never built: nothing was started
+        return
+    if not app.extensions[EXTENSION_KEY].lifecycle.stop(timeout=_EXIT_JOIN_S):
+        server.log.info("worker %s exits with a model load still running (no interpreter shutdown)", worker.pid)
+        logging.shutdown()
+        os._exit(0)
+
+
+class _BodyDeadline:
+    """The connection's socket as the request parser reads it, with one deadline for the whole body:
+    a client trickling a byte at a time would never trip a per-read timeout. Past the deadline a read
+    raises TimeoutError, which the app answers 408 `body_timeout` (server/http/request.py)."""
+
+    def __init__(self, sock: Any, seconds: float) -> None:
+        self.sock = sock
+        self.deadline = time.monotonic() + seconds
+
+    def recv(self, size: int) -> bytes:
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("request body deadline passed")
+        self.sock.settimeout(remaining)
+        try:
+            return self.sock.recv(size)
+        finally:
+            self.sock.settimeout(None)  # the response is written without it
+
+
+def pre_request(worker: Any, req: Any) -> None:
+    """The headers are in; from here the request's thread reads the body: give it OCR_BODY_TIMEOUT_S."""
+    unreader = getattr(req, "unreader", None)
+    if _settings.body_timeout_s and hasattr(unreader, "sock"):
+        unreader.sock = _BodyDeadline(unreader.sock, _settings.body_timeout_s)
+
+
+def post_request(worker: Any, req: Any, environ: Any, resp: Any) -> None:
+    """Gunicorn drains an unread body with its own bound after the response: give it the bare socket."""
+    unreader = getattr(req, "unreader", None)
+    if isinstance(getattr(unreader, "sock", None), _BodyDeadline):
+        unreader.sock = unreader.sock.sock
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -41,7 +41,7 @@ class Outcome:
 class LoadGenerator:
     def __init__(self, url: str, bodies: list[bytes], check: Check = ok_status, clients: int = 8,
                  content_type: str = "image/png", once: bool = False, timeout: float = 300.0,
-                 on_outcome: Callable[[Outcome], None] | None = None,
+                 on_outcome: Callable[[Outcome], None] | None = None, new_connections: bool = False,
                  client_id: Callable[[int, int], str] | None = None) -> None:
         self.url = url
         self.bodies = bodies
@@ -51,6 +51,9 @@ class LoadGenerator:
         self.once = once
         self.timeout = timeout
         self.on_outcome = on_outcome
+        # A new connection per request (as many clients behind a balancer do): a kept-alive connection
+        # stays with its worker, so a new or restarted worker would see no traffic.
+        self.headers = {"Content-Type": content_type, **({"Connection": "close"} if new_connections else {})}
         self.client_id = client_id  # (client, request number) -> its X-Client-Id (canary routing); None: none
         self.outcomes: list[Outcome] = []
         self._inflight: dict[int, float] = {}  # client -> start of its request in flight
@@ -79,7 +82,7 @@ class LoadGenerator:
             with self._lock:
                 self._inflight[index] = started
             status = version = None
-            headers = {"Content-Type": self.content_type}
+            headers = dict(self.headers)
             if self.client_id is not None:
                 headers["X-Client-Id"] = self.client_id(index, sent)
             try:
