@@ -40,7 +40,7 @@ class RolloutJudge:
         self.auto_promote = auto_promote
         self.webhook = webhook
         self.loop = PassLoop(self.check, interval_s, 0.0, name="rollout-judge") if interval_s > 0 else None
-        self._pruned_at = 0.0
+        self._pruned_at = time.time()  # the first pruning an hour after start
 
     def start(self) -> None:
         if self.loop is not None:
