@@ -25,7 +25,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from bench.scoring import PredictedLine
-from server.pipeline.types import DetSettings, PipelineSettings
+from server.pipeline.types import DetSettings, PipelineSettings, RequestOptions
 
 # RapidOCR 1.4.x config.yaml (Det section and Global.text_score).
 RAPIDOCR_DET = DetSettings(
@@ -40,14 +40,24 @@ PADDLEOCR_DET = DetSettings(
 )
 PRESETS: dict[str, Callable[[PipelineSettings], PipelineSettings]] = {
     "default": lambda s: s,
-    "rapidocr": lambda s: replace(s, det=RAPIDOCR_DET, rec=replace(s.rec, drop_score=0.5, width_buckets=())),
+    "rapidocr": lambda s: replace(s, det=RAPIDOCR_DET, cls=replace(s.cls, orientation="line"),
+                                  rec=replace(s.rec, drop_score=0.5, width_buckets=())),
+    # PaddleOCR's and RapidOCR's per-line orientation rule (each line turned by itself above 0.9)
+    # in place of the page vote: the before of bench/orientation.py.
+    "line": lambda s: replace(s, cls=replace(s.cls, orientation="line")),
+    # The page vote with lines the classifier is at least 0.999 sure of turned against the page without
+    # the recogniser's check (a trial of bench/orientation.py).
+    "sure999": lambda s: replace(s, cls=replace(s.cls, line_flip_thresh=0.999)),
+    # No angle classifier at all (the request option use_cls=false).
+    "nocls": lambda s: s,
     # RapidOCR's detection settings and text score with this project's recognition batching: compares
     # detection settings alone (the default-settings measurement of issue 2).
     "rapidocr-det": lambda s: replace(s, det=RAPIDOCR_DET, rec=replace(s.rec, drop_score=0.5)),
     "paddleocr-det": lambda s: replace(s, det=PADDLEOCR_DET),
     # RapidOCR's resize alone (short side brought up to 736; the default brings it up to 64).
     "det736": lambda s: replace(s, det=replace(s.det, limit_side_len=736, limit_type="min")),
-    "paddleocr": lambda s: replace(s, det=PADDLEOCR_DET, rec=replace(s.rec, drop_score=0.0)),
+    "paddleocr": lambda s: replace(s, det=PADDLEOCR_DET, cls=replace(s.cls, orientation="line"),
+                                   rec=replace(s.rec, drop_score=0.0)),
 }
 
 
@@ -83,11 +93,12 @@ class OurPipeline:
         self.model = load_version(repo, version, runtime_options(settings, slot))
         pipeline = self.model.pipeline
         self.pipeline = replace(pipeline, settings=PRESETS[preset](pipeline.settings))
+        self.options = RequestOptions(use_cls=preset != "nocls")
         self.name = name
         self.version = version
 
     def __call__(self, image: np.ndarray) -> list[PredictedLine]:
-        result = self.pipeline.run(image)
+        result = self.pipeline.run(image, self.options)
         return [PredictedLine(line.box, line.text) for line in result.lines]
 
     def close(self) -> None:
