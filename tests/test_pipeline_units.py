@@ -168,7 +168,7 @@ def test_line_rule_turns_each_line_by_itself_above_thresh() -> None:
 
 
 @pytest.mark.parametrize("bad", [{"orientation": "auto"}, {"line_flip_thresh": 0.3}, {"reread_margin": 1.0},
-                                 {"labels": ("0", "90")}])
+                                 {"reread_min_score": 1.5}, {"labels": ("0", "90")}])
 def test_cls_settings_refuse_values_the_orientation_rule_cannot_use(bad: dict) -> None:
     with pytest.raises(ValueError):
         ClsSettings(**bad)

@@ -61,14 +61,16 @@ class OcrPipeline:
     def _read(self, crops: list[np.ndarray], orientation: Orientation,
               settings: PipelineSettings) -> tuple[list[tuple[str, float]], list[int]]:
         """Read each crop at its angle, and each doubtful one the other way too (in the same batches);
-        the other reading replaces the first when it is `reread_margin` more confident."""
+        the other reading replaces the first when it is confident (`reread_min_score`) and
+        `reread_margin` more confident than the first."""
         turned = [cv2.rotate(c, cv2.ROTATE_180) if a == 180 else c for c, a in zip(crops, orientation.angles)]
         extra = [cv2.rotate(turned[i], cv2.ROTATE_180) for i in orientation.doubtful]
         read = self.recognizer.recognize(turned + extra, settings.rec)
         angles = list(orientation.angles)
         for k, i in enumerate(orientation.doubtful):
             other = read[len(crops) + k]
-            if other[0] and other[1] >= read[i][1] + settings.cls.reread_margin:
+            cls = settings.cls
+            if other[0] and other[1] >= max(cls.reread_min_score, read[i][1] + cls.reread_margin):
                 read[i], angles[i] = other, 180 - angles[i]
         return read[: len(crops)], angles
 
