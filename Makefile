@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA ?= ../shared/data/sroie-dev
 
-.PHONY: setup models serve test test-fast fuzz fuzz-nightly clean interop-setup mlflow-server-setup deploy-tools chart-check manifests image bench-setup bench-paddleocr-setup bench-parity bench-pipeline bench-server bench-memory bench soak
+.PHONY: setup models serve test test-fast fuzz fuzz-nightly clean interop-setup mlflow-server-setup deploy-tools chart-check manifests image bench-setup bench-paddleocr-setup bench-anchors-venv bench-parity bench-pipeline bench-server bench-memory bench soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -134,6 +134,17 @@ $(PADDLEOCR_STAMP): bench/requirements-paddleocr.txt
 	touch $(PADDLEOCR_STAMP)
 
 bench-paddleocr-setup: $(PADDLEOCR_STAMP)
+
+# rapidocr-openvino 1.4.4 in a venv of its own (it needs openvino<=2024.0; the server pins 2026.4).
+ANCHORS_VENV ?= .venv-anchors
+ANCHORS_STAMP := $(ANCHORS_VENV)/.installed
+
+$(ANCHORS_STAMP): bench/requirements-anchors-venv.txt
+	$(PYTHON) -m venv $(ANCHORS_VENV)
+	$(ANCHORS_VENV)/bin/pip install -q --disable-pip-version-check -r bench/requirements-anchors-venv.txt
+	touch $(ANCHORS_STAMP)
+
+bench-anchors-venv: $(ANCHORS_STAMP)
 
 bench-parity: bench-setup models
 	$(BIN)/python -m bench.parity --data $(DATA)

@@ -22,10 +22,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Protocol
 
+import cv2
 import numpy as np
 
 from bench.scoring import PredictedLine
-from server.pipeline.types import DetSettings, PipelineSettings
+from server.pipeline.types import DetSettings, PipelineSettings, RequestOptions
 
 # RapidOCR 1.4.x config.yaml (Det section and Global.text_score).
 RAPIDOCR_DET = DetSettings(
@@ -40,14 +41,24 @@ PADDLEOCR_DET = DetSettings(
 )
 PRESETS: dict[str, Callable[[PipelineSettings], PipelineSettings]] = {
     "default": lambda s: s,
-    "rapidocr": lambda s: replace(s, det=RAPIDOCR_DET, rec=replace(s.rec, drop_score=0.5, width_buckets=())),
+    "rapidocr": lambda s: replace(s, det=RAPIDOCR_DET, cls=replace(s.cls, orientation="line"),
+                                  rec=replace(s.rec, drop_score=0.5, width_buckets=())),
+    # PaddleOCR's and RapidOCR's per-line orientation rule (each line turned by itself above 0.9)
+    # in place of the page vote: the before of bench/orientation.py.
+    "line": lambda s: replace(s, cls=replace(s.cls, orientation="line")),
+    # The page vote with lines the classifier is at least 0.999 sure of turned against the page without
+    # the recogniser's check (a trial of bench/orientation.py).
+    "sure999": lambda s: replace(s, cls=replace(s.cls, line_flip_thresh=0.999)),
+    # No angle classifier at all (the request option use_cls=false).
+    "nocls": lambda s: s,
     # RapidOCR's detection settings and text score with this project's recognition batching: compares
     # detection settings alone (the default-settings measurement of issue 2).
     "rapidocr-det": lambda s: replace(s, det=RAPIDOCR_DET, rec=replace(s.rec, drop_score=0.5)),
     "paddleocr-det": lambda s: replace(s, det=PADDLEOCR_DET),
     # RapidOCR's resize alone (short side brought up to 736; the default brings it up to 64).
     "det736": lambda s: replace(s, det=replace(s.det, limit_side_len=736, limit_type="min")),
-    "paddleocr": lambda s: replace(s, det=PADDLEOCR_DET, rec=replace(s.rec, drop_score=0.0)),
+    "paddleocr": lambda s: replace(s, det=PADDLEOCR_DET, cls=replace(s.cls, orientation="line"),
+                                   rec=replace(s.rec, drop_score=0.0)),
 }
 
 
@@ -83,11 +94,12 @@ class OurPipeline:
         self.model = load_version(repo, version, runtime_options(settings, slot))
         pipeline = self.model.pipeline
         self.pipeline = replace(pipeline, settings=PRESETS[preset](pipeline.settings))
+        self.options = RequestOptions(use_cls=preset != "nocls")
         self.name = name
         self.version = version
 
     def __call__(self, image: np.ndarray) -> list[PredictedLine]:
-        result = self.pipeline.run(image)
+        result = self.pipeline.run(image, self.options)
         return [PredictedLine(line.box, line.text) for line in result.lines]
 
     def close(self) -> None:
@@ -188,14 +200,46 @@ def prepare_paddlex_models(version_dir: Path, target: Path) -> dict[str, Path]:
     return dirs
 
 
-class PaddleOcr3:
+class PipeWorker:
+    """An engine in another venv, behind a pipe (bench/paddleocr_worker.py's protocol: raw BGR image in,
+    JSON lines out). The image crosses the pipe raw (a 1-2 MB copy, small against a receipt's OCR, and
+    timed with the engine). `last_child_cpu_s` is the worker's CPU time for the last call, which the
+    parent's process time cannot see; bench.pipeline adds it."""
+
+    def __init__(self, command: list[str], name: str, env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        env={**os.environ, **(env or {})})
+        ready = self.process.stdout.readline()
+        if not ready:
+            raise RuntimeError(f"{name} worker exited with {self.process.wait()} before loading")
+        self.name = name
+        self.last_child_cpu_s = 0.0
+
+    def __call__(self, image: np.ndarray) -> list[PredictedLine]:
+        image = np.ascontiguousarray(image, dtype=np.uint8)
+        self.process.stdin.write(json.dumps({"shape": list(image.shape)}).encode() + b"\n")
+        self.process.stdin.write(image.tobytes())
+        self.process.stdin.flush()
+        reply = self.process.stdout.readline()
+        if not reply:
+            raise RuntimeError(f"{self.name} worker died (exit {self.process.wait()})")
+        answer = json.loads(reply)
+        self.last_child_cpu_s = answer["cpu_s"]
+        if "error" in answer:
+            raise RuntimeError(f"{self.name} worker: {answer['error']}")
+        return [PredictedLine(np.asarray(box, dtype=np.float32), text) for box, text in answer["lines"]]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            self.process.wait(timeout=30)
+
+
+class PaddleOcr3(PipeWorker):
     """PaddleOCR 3.x's general OCR pipeline, run by `bench/paddleocr_worker.py` in its own venv.
 
     Same weights as ours (the installed PP-OCRv4 version), PaddleOCR 3.x's own pipeline settings,
-    oneDNN off (it crashes on these weights), `threads` CPU math threads (1 unless given). The image
-    crosses the pipe raw (not timed apart: a 1-2 MB copy, small against a receipt's OCR).
-    `last_child_cpu_s` is the worker's CPU time for the last call, which the parent's process time
-    cannot see; bench.pipeline adds it.
+    oneDNN off (it crashes on these weights), `threads` CPU math threads (1 unless given).
     """
 
     def __init__(self, model_repo: Path, version: str | None, threads: int | None = None,
@@ -210,53 +254,110 @@ class PaddleOcr3:
                    "--det", str(dirs["det"]), "--rec", str(dirs["rec"]), "--threads", str(threads or 1)]
         if use_cls:
             command += ["--cls", str(dirs["cls"]), "--cls-name", PADDLEOCR_CLS_NAME]
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads or 1)}
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
-        ready = self.process.stdout.readline()
-        if not ready:
-            raise RuntimeError(f"PaddleOCR 3.x worker exited with {self.process.wait()} before loading")
-        self.name = name
+        super().__init__(command, name, env={"OMP_NUM_THREADS": str(threads or 1)})
         self.version = version
-        self.last_child_cpu_s = 0.0
-
-    def __call__(self, image: np.ndarray) -> list[PredictedLine]:
-        image = np.ascontiguousarray(image, dtype=np.uint8)
-        self.process.stdin.write(json.dumps({"shape": list(image.shape)}).encode() + b"\n")
-        self.process.stdin.write(image.tobytes())
-        self.process.stdin.flush()
-        reply = self.process.stdout.readline()
-        if not reply:
-            raise RuntimeError(f"PaddleOCR 3.x worker died (exit {self.process.wait()})")
-        answer = json.loads(reply)
-        self.last_child_cpu_s = answer["cpu_s"]
-        if "error" in answer:
-            raise RuntimeError(f"PaddleOCR 3.x worker: {answer['error']}")
-        return [PredictedLine(np.asarray(box, dtype=np.float32), text) for box, text in answer["lines"]]
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.stdin.close()
-            self.process.wait(timeout=30)
+        super().close()
         self._tmp.cleanup()
+
+
+class RapidOcr3:
+    """RapidOCR 3.10 (`rapidocr`), its bundled PP-OCRv6 small det/rec and mobile v2 classifier on ONNX
+    Runtime, its config.yaml defaults otherwise; `use_cls=False` turns the classifier off."""
+
+    def __init__(self, name: str, threads: int | None = None, use_cls: bool = True) -> None:
+        from rapidocr import RapidOCR as RapidOcrEngine
+
+        params: dict[str, object] = {"Global.log_level": "error", "Global.use_cls": use_cls}
+        if threads:
+            params["EngineConfig.onnxruntime.intra_op_num_threads"] = threads
+        self.engine = RapidOcrEngine(params=params)
+        self.name = name
+
+    def __call__(self, image: np.ndarray) -> list[PredictedLine]:
+        result = self.engine(image)
+        if result.boxes is None:
+            return []
+        return [PredictedLine(np.asarray(box, dtype=np.float32), text) for box, text in zip(result.boxes, result.txts)]
+
+    def close(self) -> None:
+        self.engine = None
+
+
+class FasterPaddle:
+    """faster-paddle 1.0.4 (Rust + its own ONNX Runtime 1.28), PP-OCRv6 `size` bundled, its defaults.
+
+    It takes encoded bytes: the image is handed over as BMP (encoding it is inside the timed call, a few
+    ms; decoding BMP is a copy) and its axis-aligned boxes come back as rectangles.
+    """
+
+    def __init__(self, size: str, name: str, threads: int | None = None) -> None:
+        import faster_paddle
+
+        self.engine = faster_paddle.OcrEngine(model_size=size, threads=threads)
+        self.name = name
+
+    def __call__(self, image: np.ndarray) -> list[PredictedLine]:
+        ok, encoded = cv2.imencode(".bmp", image)
+        assert ok
+        result = self.engine.ocr(encoded.tobytes())
+        lines = []
+        for bound in result["bounds"].values():
+            (x0, y0), (x1, y1) = bound["topLeftCoord"], bound["bottomRightCoord"]
+            box = np.asarray([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float32)
+            lines.append(PredictedLine(box, bound["text"]))
+        return lines
+
+    def close(self) -> None:
+        self.engine = None
+
+
+# rapidocr-openvino 1.4.4 imports `openvino.runtime`, gone from the OpenVINO the server pins: it lives in a
+# venv of its own (bench/README.md, "Anchors"), behind bench/anchor_worker.py.
+ANCHORS_PYTHON = Path(os.environ.get("OCR_BENCH_ANCHORS_PYTHON") or ROOT / ".venv-anchors" / "bin" / "python")
+
+
+def rapidocr_openvino(name: str, threads: int | None = None) -> PipeWorker:
+    if not ANCHORS_PYTHON.exists():
+        raise FileNotFoundError(f"{ANCHORS_PYTHON} missing: make bench-anchors-venv (bench/README.md)")
+    command = [str(ANCHORS_PYTHON), str(Path(__file__).with_name("anchor_worker.py")), "--engine", "rapidocr_openvino"]
+    return PipeWorker(command + (["--threads", str(threads)] if threads else []), name)
 
 
 ANCHORS = {
     "rapidocr-onnx": "rapidocr_onnxruntime",
     "rapidocr-paddle": "rapidocr_paddle",
 }
+# Engines built by name: RapidOCR 3 (cls on / off), faster-paddle tiny / small, rapidocr-openvino.
+OTHER_ANCHORS: dict[str, tuple[str, Callable[[str, int | None], Engine]]] = {
+    "rapidocr3": ("rapidocr", lambda name, threads: RapidOcr3(name, threads)),
+    "rapidocr3:nocls": ("rapidocr", lambda name, threads: RapidOcr3(name, threads, use_cls=False)),
+    "faster-paddle:tiny": ("faster_paddle", lambda name, threads: FasterPaddle("tiny", name, threads)),
+    "faster-paddle:small": ("faster_paddle", lambda name, threads: FasterPaddle("small", name, threads)),
+    "rapidocr-openvino": ("", rapidocr_openvino),
+}
 
 
 def available_anchors() -> list[str]:
-    """Anchors importable here. PaddleOCR 3.x (`paddleocr3`) is never picked by default: it runs only
-    when named, since it needs its own venv and is several times slower."""
-    return [name for name, module in ANCHORS.items() if importlib.util.find_spec(module) is not None]
+    """Anchors importable here (rapidocr-openvino: when its venv exists). PaddleOCR 3.x (`paddleocr3`) is
+    never picked by default: it runs only when named, since it needs its own venv and is several times
+    slower."""
+    found = [name for name, module in ANCHORS.items() if importlib.util.find_spec(module) is not None]
+    for name, (module, _) in OTHER_ANCHORS.items():
+        if importlib.util.find_spec(module) is not None if module else ANCHORS_PYTHON.exists():
+            found.append(name)
+    return found
 
 
 def build_anchor(name: str, threads: int | None = None, model_repo: Path | None = None,
                  version: str | None = None) -> Engine:
     if name in ANCHORS:
         return RapidOcr(ANCHORS[name], name, threads=threads)
+    if name in OTHER_ANCHORS:
+        return OTHER_ANCHORS[name][1](name, threads)
     if name in ("paddleocr3", "paddleocr3:nocls"):
         return PaddleOcr3(model_repo or ROOT / "models", version, threads=threads,
                           use_cls=not name.endswith(":nocls"), name=name)
-    raise ValueError(f"unknown engine {name!r}; known: ours, {', '.join(ANCHORS)}, paddleocr3, paddleocr3:nocls")
+    known = ", ".join([*ANCHORS, *OTHER_ANCHORS, "paddleocr3", "paddleocr3:nocls"])
+    raise ValueError(f"unknown engine {name!r}; known: ours, {known}")

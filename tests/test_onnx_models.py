@@ -26,6 +26,7 @@ from server.repository.manifest import Manifest, StageSpec, hash_tree, read_mani
 from server.repository.publish import publish
 from server.runtime import RuntimeOptions
 from server.runtime.onnx import OnnxSession
+from server.runtime.openvino import OpenVinoSession
 from server.runtime.paddle import PaddleSession
 from tests.support.images import encode, render_text, squash
 from tests.support.server import DEFAULT_VERSION, ONNX_MODELS, ROOT
@@ -121,6 +122,29 @@ def test_each_version_reads_the_same_text(loaded: dict[str, LoadedModel], versio
     assert isinstance(model.pipeline.recognizer.session, runtime)
     result = model.pipeline.run(_page())
     assert [squash(line.text) for line in result.lines] == [squash(line) for line in LINES], version
+
+
+def test_ppocrv6_small_on_openvino_reads_what_it_reads_on_onnx_runtime(
+    onnx_repo: Path, tmp_path: Path, loaded: dict[str, LoadedModel]
+) -> None:
+    """The OpenVINO recipes install the same ONNX files with `runtime: openvino` (f32) and
+    `openvino:bf16`: each reads the synthetic page as the ONNX Runtime version does (f32 to the same
+    confidences within 0.002; bf16 changes them, bench/RESULTS.md measures by how much)."""
+    repo = ModelRepository(tmp_path / "models")
+    onnx = loaded[ONNX_MODELS["ppocrv6_small"]].pipeline.run(_page()).lines
+    for name, precision in (("ppocrv6_small_openvino", "f32"), ("ppocrv6_small_openvino_bf16", "bf16")):
+        version_dir = install_version(repo, RECIPES[name])
+        assert read_manifest(version_dir).framework["name"] == f"openvino-{precision}"
+        model = load_version(repo, version_dir.name, OPTIONS)
+        try:
+            assert isinstance(model.pipeline.detector.session, OpenVinoSession)
+            assert isinstance(model.pipeline.recognizer.session, OpenVinoSession)
+            lines = model.pipeline.run(_page()).lines
+            assert [squash(line.text) for line in lines] == [squash(line) for line in LINES], name
+            if precision == "f32":
+                np.testing.assert_allclose([line.score for line in lines], [line.score for line in onnx], atol=2e-3)
+        finally:
+            model.close()
 
 
 def test_a_version_may_mix_runtimes(onnx_repo: Path, tmp_path: Path) -> None:

@@ -1,15 +1,16 @@
 """Unit tests of the pipeline's pure pieces: recognition batching, CTC decoding, detection resizing,
-normalisation. No model needed: these run in milliseconds."""
+normalisation, the orientation rule. No model needed: these run in milliseconds."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from server.pipeline.cls import decide
 from server.pipeline.det import preprocess, resize_for_det
 from server.pipeline.imageops import normalize
 from server.pipeline.rec import ctc_greedy_decode, padded_width, plan_batches
-from server.pipeline.types import DetSettings, RecSettings
+from server.pipeline.types import ClsSettings, DetSettings, RecSettings
 
 BUCKETED = RecSettings(width_buckets=(96, 160, 320, 640), batch_size=3)
 REFERENCE = RecSettings(width_buckets=(), batch_size=3)
@@ -128,3 +129,46 @@ def test_det_input_is_padded_to_the_multiple_with_zeros_and_the_valid_area_repor
 def test_det_settings_refuse_values_the_network_cannot_take(bad: dict) -> None:
     with pytest.raises(ValueError):
         DetSettings(**bad)
+
+
+def _decide(p180: list[float], lengths: list[float] | None = None, **settings: object):
+    p = np.asarray(p180, dtype=np.float32)
+    return decide(1 - p, p, np.asarray(lengths or [1.0] * len(p), dtype=np.float32), ClsSettings(**settings))
+
+
+def test_page_vote_keeps_an_upright_page_upright_and_rereads_the_lines_against_it() -> None:
+    # Two upright lines, one the classifier calls upside down at 0.97: the page stays upright.
+    orientation = _decide([0.01, 0.97, 0.02])
+    assert orientation.page_angle == 0 and orientation.angles == [0, 0, 0] and orientation.doubtful == [1]
+
+
+def test_page_vote_turns_an_upside_down_page_and_rereads_the_lines_against_it() -> None:
+    orientation = _decide([0.99, 0.6, 0.1, 0.95])
+    assert orientation.page_angle == 180 and orientation.angles == [180] * 4 and orientation.doubtful == [2]
+
+
+def test_page_vote_is_weighted_by_line_length() -> None:
+    # Three short words called upside down lose to two long lines called upright.
+    orientation = _decide([0.99, 0.99, 0.99, 0.0, 0.0], lengths=[2, 2, 2, 10, 10])
+    assert orientation.page_angle == 0 and orientation.doubtful == [0, 1, 2]
+
+
+def test_a_tie_keeps_the_page_upright() -> None:
+    assert _decide([0.5]).page_angle == 0 and _decide([0.8, 0.2]).page_angle == 0
+
+
+def test_line_flip_thresh_turns_sure_lines_against_the_page_without_a_reread() -> None:
+    orientation = _decide([0.0, 0.9995, 0.97, 0.0], line_flip_thresh=0.999)
+    assert orientation.angles == [0, 180, 0, 0] and orientation.doubtful == [2]
+
+
+def test_line_rule_turns_each_line_by_itself_above_thresh() -> None:
+    orientation = _decide([0.95, 0.85, 0.1], orientation="line")
+    assert orientation.angles == [180, 0, 0] and orientation.doubtful == []
+
+
+@pytest.mark.parametrize("bad", [{"orientation": "auto"}, {"line_flip_thresh": 0.3}, {"reread_margin": 1.0},
+                                 {"reread_min_score": 1.5}, {"labels": ("0", "90")}])
+def test_cls_settings_refuse_values_the_orientation_rule_cannot_use(bad: dict) -> None:
+    with pytest.raises(ValueError):
+        ClsSettings(**bad)

@@ -1,5 +1,5 @@
-"""Runtime selection (Paddle Inference or ONNX Runtime, by files or by manifest) and ONNX session
-behaviour, on the real installed weights."""
+"""Runtime selection (Paddle Inference, ONNX Runtime or OpenVINO, by files or by manifest) and ONNX and
+OpenVINO session behaviour, on the real installed weights."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from server.repository.manifest import Manifest, ManifestError, read_manifest
 from server.runtime import RuntimeOptions, open_session
 from server.runtime.base import ModelFilesError, detect_runtime
 from server.runtime.onnx import OnnxSession, RuntimeUnavailableError, find_onnx_model, providers_for
+from server.runtime.openvino import OpenVinoSession, compile_config
 from server.runtime.paddle import PaddleSession
 from tests.support.server import DEFAULT_VERSION, ONNX_MODELS
 
@@ -85,11 +86,59 @@ def test_onnx_file_naming(tmp_path: Path, onnx_repo: Path) -> None:
 
 def test_manifest_stage_runtime_is_validated(onnx_repo: Path) -> None:
     data = read_manifest(onnx_repo / "ppocr" / V6_TINY).to_json()
-    data["stages"]["det"]["runtime"] = "onnxruntime"
-    assert Manifest.from_json(data).stages["det"].runtime == "onnxruntime"
-    data["stages"]["det"]["runtime"] = "tflite"
-    with pytest.raises(ManifestError, match="stage runtime"):
-        Manifest.from_json(data)
+    for runtime in ("onnxruntime", "openvino", "openvino:bf16"):
+        data["stages"]["det"]["runtime"] = runtime
+        assert Manifest.from_json(data).stages["det"].runtime == runtime
+    for runtime in ("tflite", "openvino:fp8"):
+        data["stages"]["det"]["runtime"] = runtime
+        with pytest.raises(ManifestError, match="stage runtime"):
+            Manifest.from_json(data)
+
+
+def test_openvino_runs_the_onnx_files_it_is_named_for_and_an_ir_by_its_files(onnx_repo: Path,
+                                                                              tmp_path: Path) -> None:
+    """The same ONNX detector on ONNX Runtime and on OpenVINO (f32) gives the same map; converted to an
+    OpenVINO IR, a directory holding only that runs on OpenVINO by its files."""
+    import openvino
+
+    onnx_dir = onnx_repo / "ppocr" / V6_TINY / "det"
+    assert detect_runtime(onnx_dir) == "onnxruntime" and detect_runtime(onnx_dir, "openvino") == "openvino"
+    ir_dir = tmp_path / "det"
+    ir_dir.mkdir()
+    openvino.save_model(openvino.convert_model(onnx_dir / "inference.onnx"), ir_dir / "inference.xml",
+                        compress_to_fp16=False)
+    assert detect_runtime(ir_dir) == "openvino"
+    page = np.random.default_rng(0).uniform(-1, 1, (1, 3, 96, 160)).astype(np.float32)
+    sessions = [open_session(onnx_dir, CPU), open_session(onnx_dir, CPU, runtime="openvino"), open_session(ir_dir, CPU)]
+    try:
+        assert [type(s) for s in sessions] == [OnnxSession, OpenVinoSession, OpenVinoSession]
+        expected, *others = (s.run(page) for s in sessions)
+        for got in others:
+            assert got.shape == expected.shape == (1, 1, 96, 160)
+            np.testing.assert_allclose(got, expected, atol=1e-4)
+    finally:
+        for session in sessions:
+            session.close()
+
+
+def test_openvino_precision_is_always_set_and_bf16_is_opt_in(onnx_repo: Path) -> None:
+    """The CPU plugin would pick bf16 by itself on a CPU with bf16 units: the hint is always given."""
+    import openvino
+
+    assert compile_config(CPU, "f32")["INFERENCE_PRECISION_HINT"] == "f32"
+    with pytest.raises(ModelFilesError, match="precision"):
+        compile_config(CPU, "int4")
+    det = onnx_repo / "ppocr" / V6_TINY / "det"
+    f32, f32_named, bf16 = (open_session(det, CPU, runtime=r) for r in ("openvino", "openvino:f32", "openvino:bf16"))
+    try:
+        assert f32.precision == f32_named.precision == "f32"
+        has_bf16 = "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        assert bf16.precision == ("bf16" if has_bf16 else "f32")
+    finally:
+        for session in (f32, f32_named, bf16):
+            session.close()
+    with pytest.raises(RuntimeUnavailableError, match="CPU only"):
+        open_session(det, RuntimeOptions(device="gpu"), runtime="openvino")
 
 
 def test_gpu_providers() -> None:
@@ -117,15 +166,18 @@ def _paddle_cls_batches(rng: np.random.Generator) -> list[np.ndarray]:
     return [rng.uniform(-1, 1, (int(n), 3, 48, 192)).astype(np.float32) for n in rng.integers(1, 7, 10)]
 
 
-@pytest.mark.parametrize(("version", "stage", "batches"), [
-    (V6_TINY, "rec", _onnx_rec_batches),
-    (DEFAULT_VERSION, "cls", _paddle_cls_batches),  # each predictor on its own executor thread
+@pytest.mark.parametrize(("version", "stage", "batches", "runtime"), [
+    (V6_TINY, "rec", _onnx_rec_batches, None),
+    (V6_TINY, "rec", _onnx_rec_batches, "openvino"),  # one infer request per concurrent run
+    (DEFAULT_VERSION, "cls", _paddle_cls_batches, None),  # each predictor on its own executor thread
 ])
 def test_sessions_are_safe_from_many_threads(
-    onnx_repo: Path, version: str, stage: str, batches: Callable[[np.random.Generator], list[np.ndarray]]
+    onnx_repo: Path, version: str, stage: str, batches: Callable[[np.random.Generator], list[np.ndarray]],
+    runtime: str | None,
 ) -> None:
     """Concurrent runs of one session give exactly what the same inputs give one at a time."""
-    session = open_session(onnx_repo / "ppocr" / version / stage, RuntimeOptions(cpu_threads=1, concurrency=3))
+    session = open_session(onnx_repo / "ppocr" / version / stage, RuntimeOptions(cpu_threads=1, concurrency=3),
+                           runtime=runtime)
     inputs = batches(np.random.default_rng(1))
     try:
         serial = [session.run(b) for b in inputs]

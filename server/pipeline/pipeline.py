@@ -1,5 +1,7 @@
 """The OCR pipeline of one model version: detect -> crop -> classify angle -> recognise.
 
+Doubtful lines (server.pipeline.cls.decide) are recognised both ways up in the same batches as the rest.
+
 An `OcrPipeline` is immutable once built and safe to call from many threads (its sessions pool their
 predictors), which is what lets the lifecycle manager hand the same object to concurrent requests and
 swap versions by swapping a reference.
@@ -10,9 +12,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
-from server.pipeline.cls import AngleClassifier
+from server.pipeline.cls import AngleClassifier, Orientation
 from server.pipeline.det import TextDetector
 from server.pipeline.imageops import crop_line
 from server.pipeline.rec import TextRecognizer
@@ -38,14 +41,14 @@ class OcrPipeline:
         crops = [crop_line(image, box) for box in boxes]
         timings.det = time.perf_counter() - start
 
-        angles = [0] * len(crops)
+        orientation = Orientation(angles=[0] * len(crops), doubtful=[])
         if crops and options.use_cls and self.classifier is not None:
             start = time.perf_counter()
-            crops, angles = self.classifier.classify(crops, settings.cls)
+            orientation = self.classifier.orient(crops, settings.cls)
             timings.cls = time.perf_counter() - start
 
         start = time.perf_counter()
-        read = self.recognizer.recognize(crops, settings.rec) if crops else []
+        read, angles = self._read(crops, orientation, settings) if crops else ([], [])
         timings.rec = time.perf_counter() - start
 
         lines = [
@@ -54,6 +57,22 @@ class OcrPipeline:
             if text and score >= settings.rec.drop_score
         ]
         return ImageResult(lines=lines, timings=timings, width=w, height=h)
+
+    def _read(self, crops: list[np.ndarray], orientation: Orientation,
+              settings: PipelineSettings) -> tuple[list[tuple[str, float]], list[int]]:
+        """Read each crop at its angle, and each doubtful one the other way too (in the same batches);
+        the other reading replaces the first when it is confident (`reread_min_score`) and
+        `reread_margin` more confident than the first."""
+        turned = [cv2.rotate(c, cv2.ROTATE_180) if a == 180 else c for c, a in zip(crops, orientation.angles)]
+        extra = [cv2.rotate(turned[i], cv2.ROTATE_180) for i in orientation.doubtful]
+        read = self.recognizer.recognize(turned + extra, settings.rec)
+        angles = list(orientation.angles)
+        for k, i in enumerate(orientation.doubtful):
+            other = read[len(crops) + k]
+            cls = settings.cls
+            if other[0] and other[1] >= max(cls.reread_min_score, read[i][1] + cls.reread_margin):
+                read[i], angles[i] = other, 180 - angles[i]
+        return read[: len(crops)], angles
 
     def close(self) -> None:
         sessions = [self.detector.session, self.recognizer.session]

@@ -48,14 +48,55 @@ class DetSettings:
             raise ValueError(f"max_side_limit must be at least 32, got {self.max_side_limit}")
 
 
+ORIENTATIONS = ("page", "line")
+
+
 @dataclass(frozen=True)
 class ClsSettings:
-    """Text-line angle classifier (0 or 180 degrees)."""
+    """Text-line angle classifier (0 or 180 degrees), and how its answers turn lines over.
+
+    `orientation="page"` (see `server.pipeline.cls.decide`): the page is turned by its lines' vote,
+    weighted by confidence and length, and a line the classifier puts the other way is read both ways up, the
+    recogniser's reading the other way kept only when it is confident and clearly more confident
+    (`reread_min_score`, `reread_margin`). The mobile v2 classifier's
+    confidence is no safe ground for turning one line on its own: it turns upright lines over above 0.9
+    on receipts, and glyphs that are each other's rotation (p/d, u/n, b/q) fool it outright (an upright
+    rendered "pump" scores 0.9995 for 180 degrees; bench/RESULTS.md, "Orientation"). So by default no
+    line is turned against the page without the recogniser's check, which costs one more recognition
+    of those lines only; `line_flip_thresh` (opt-in) turns the lines the classifier is at least that
+    sure of without it.
+    `orientation="line"`: PaddleOCR's and RapidOCR's rule, each line turned by itself when the classifier
+    says 180 with more than `thresh` (kept for parity checks with them).
+    """
 
     image_shape: tuple[int, int, int] = (3, 48, 192)
     labels: tuple[str, ...] = ("0", "180")
     thresh: float = 0.9
     batch_size: int = 6
+    orientation: str = "page"
+    line_flip_thresh: float | None = None
+    # A line read both ways is turned against the page only when its other reading is at least this
+    # much more confident (mean character probability): the page's vote is the prior, and two plausible
+    # readings differ by a few thousandths ("9.00" / "006" on a receipt, "pupu" / "ndnd" rendered),
+    # where a wrong way up reads tenths lower. A round margin between the two, not a fitted value.
+    reread_margin: float = 0.05
+    # ... and only when that reading is itself confident: the other way up, junk marks and single
+    # glyphs ("6" / "9", "S") read at 0.5-0.9 either way, and a reading under the drop score the
+    # page's way must not come back as one over it the other way. 0.9 is the confidence PaddleOCR
+    # asks of its classifier; a round principle, not a value fitted to a dataset.
+    reread_min_score: float = 0.9
+
+    def __post_init__(self) -> None:
+        if self.orientation not in ORIENTATIONS:
+            raise ValueError(f"orientation must be one of {', '.join(ORIENTATIONS)}, got {self.orientation!r}")
+        if not {"0", "180"} <= set(self.labels):
+            raise ValueError(f"the angle classifier's labels must include '0' and '180', got {self.labels!r}")
+        if self.line_flip_thresh is not None and not 0.5 < self.line_flip_thresh <= 1.0:
+            raise ValueError(f"line_flip_thresh must be in (0.5, 1] or null, got {self.line_flip_thresh}")
+        if not 0.0 <= self.reread_margin < 1.0:
+            raise ValueError(f"reread_margin must be in [0, 1), got {self.reread_margin}")
+        if not 0.0 <= self.reread_min_score <= 1.0:
+            raise ValueError(f"reread_min_score must be in [0, 1], got {self.reread_min_score}")
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,8 @@ class ManifestError(ValueError):
 class StageSpec:
     """One network of the pipeline: its directory (relative to the version) and, for rec, its dictionary.
 
-    `runtime` ("paddle" or "onnxruntime") picks the runtime when the directory holds both formats;
-    left out, the files decide (see `server.runtime.base.detect_runtime`).
+    `runtime` ("paddle", "onnxruntime", "openvino" or "openvino:bf16") picks the runtime (and for
+    OpenVINO its precision); left out, the files decide (see `server.runtime.base.detect_runtime`).
     """
 
     dir: str

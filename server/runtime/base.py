@@ -2,7 +2,7 @@
 
 A pipeline stage only needs "tensor in, tensor out", safe to call from several serving threads at
 once. Keeping that contract this small is what lets a version's stages run on different runtimes
-(Paddle Inference for one, ONNX Runtime for another), and lets tests and benchmarks count calls
+(Paddle Inference for one, ONNX Runtime or OpenVINO for another), and lets tests and benchmarks count calls
 without touching the pipeline.
 """
 
@@ -16,7 +16,12 @@ import numpy as np
 
 PADDLE = "paddle"
 ONNXRUNTIME = "onnxruntime"
-RUNTIMES = (PADDLE, ONNXRUNTIME)
+OPENVINO = "openvino"
+# An OpenVINO stage names its precision with its runtime: "openvino" is f32, "openvino:bf16" opts in
+# to bf16 (server.runtime.openvino). The precision rides on the runtime's name so that a manifest's
+# stage entry alone says how the stage runs.
+OPENVINO_PRECISION = {OPENVINO: "f32", f"{OPENVINO}:f32": "f32", f"{OPENVINO}:bf16": "bf16"}
+RUNTIMES = (PADDLE, ONNXRUNTIME, *OPENVINO_PRECISION)
 
 
 class InferenceSession(Protocol):
@@ -56,12 +61,19 @@ def detect_runtime(stage_dir: Path, runtime: str | None = None) -> str:
     `runtime` (a stage's `runtime` in the manifest) decides when given, and must then find its files.
     Otherwise the files decide; a directory holding both formats (what PaddleX's high-performance
     export leaves behind) runs on Paddle, the project's default runtime, unless the manifest says not to.
+    OpenVINO runs ONNX files only when the manifest says so; an OpenVINO IR alone (`inference.xml`)
+    runs on OpenVINO at f32.
     """
     from server.runtime.onnx import find_onnx_model
+    from server.runtime.openvino import find_openvino_model
     from server.runtime.paddle import find_paddle_model
 
     if runtime is not None and runtime not in RUNTIMES:
         raise ModelFilesError(f"unknown runtime {runtime!r} for {stage_dir}: expected one of {', '.join(RUNTIMES)}")
+    if runtime in OPENVINO_PRECISION:
+        if find_openvino_model(stage_dir) is None:
+            raise ModelFilesError(f"{stage_dir}: runtime {runtime!r} but no inference.xml + .bin or .onnx file")
+        return runtime
     has_paddle = find_paddle_model(stage_dir) is not None
     has_onnx = find_onnx_model(stage_dir) is not None
     if runtime == PADDLE and not has_paddle:
@@ -74,15 +86,23 @@ def detect_runtime(stage_dir: Path, runtime: str | None = None) -> str:
         return PADDLE
     if has_onnx:
         return ONNXRUNTIME
+    if find_openvino_model(stage_dir) is not None:
+        return OPENVINO
     raise ModelFilesError(
         f"{stage_dir} holds no model: expected inference.pdmodel/inference.json + inference.pdiparams "
-        "(Paddle Inference) or a .onnx file (ONNX Runtime)"
+        "(Paddle Inference), a .onnx file (ONNX Runtime) or inference.xml + .bin (OpenVINO)"
     )
 
 
 def open_session(stage_dir: Path, options: RuntimeOptions, runtime: str | None = None) -> InferenceSession:
     """Open the network stored in `stage_dir` on the runtime `detect_runtime` picks."""
     chosen = detect_runtime(stage_dir, runtime)
+    if chosen in OPENVINO_PRECISION:
+        from server.runtime.openvino import OpenVinoSession, find_openvino_model
+
+        network = find_openvino_model(stage_dir)
+        assert network is not None  # detect_runtime checked
+        return OpenVinoSession(network, options, OPENVINO_PRECISION[chosen])
     if chosen == ONNXRUNTIME:
         from server.runtime.onnx import OnnxSession, find_onnx_model
 
