@@ -2,10 +2,11 @@
 
 The registry's `@challenger` alias names the version a team wants tried against `@champion` before it
 is promoted. Trying it - a canary share of requests, or a shadow copy of them, judged against the
-stable version - belongs to the lifecycle's delivery step, which is not built yet (the delivery issue).
-Until it is, the sync downloads the challenger like any version (so it is on disk, verified, ready)
-and offers it to `NoDelivery`, which does nothing with it and says so in the sync's status: the
-challenger gets no traffic, and nothing pretends it does.
+stable version - is the lifecycle's canary (`server.lifecycle.rollout`), which a releaser starts with
+`POST /v1/models/<version>/canary`; the alias is not wired to it yet. The sync downloads the
+challenger like any version (so it is on disk, verified, ready) and offers it to `NoDelivery`, which
+does nothing with it and says so in the sync's status: the challenger gets no traffic until someone
+starts its canary, and nothing pretends otherwise.
 
 The delivery step plugs in here: implement `ChallengerHook` and pass it to `Syncer`. `offer` is called
 after every successful pass, with the candidate synced on this machine or None (no alias, or its
@@ -35,10 +36,11 @@ class ChallengerHook(Protocol):
 
 
 class NoDelivery:
-    """The hook until candidates can be delivered: the challenger is kept on disk, and served nothing."""
+    """The hook until the alias starts canaries: the challenger is kept on disk, and served nothing."""
 
     def offer(self, candidate: Candidate | None) -> dict[str, Any]:
         if candidate is None:
             return {}
         return {"delivered": False,
-                "note": "synced and verified; canary and shadow delivery are not built yet, so it serves no traffic"}
+                "note": "synced and verified; the alias does not start a canary: a releaser does "
+                        "(POST /v1/models/<version>/canary), until then it serves no traffic"}
