@@ -20,7 +20,7 @@ def test_raw_png_is_read(shared_server: RunningServer) -> None:
     assert response.status_code == 200, response.text
     body = response.json()
     assert response.headers["X-Model-Version"] == DEFAULT_VERSION
-    assert body["model"] == {"name": "ppocr", "version": DEFAULT_VERSION}
+    assert body["model"] == {"name": "ppocr", "version": DEFAULT_VERSION, "canary": False}
     assert response.headers["X-Request-Id"] == body["request_id"]
     result = body["results"][0]
     assert read_text(result) == expected_text(INVOICE)

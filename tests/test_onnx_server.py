@@ -38,6 +38,6 @@ def test_paddle_and_onnx_servers_read_the_same_text(
             assert response.status_code == 200, response.text
             assert response.headers["X-Model-Version"] == V6_SMALL
             body = response.json()
-            assert body["model"] == {"name": "ppocr", "version": V6_SMALL}
+            assert body["model"] == {"name": "ppocr", "version": V6_SMALL, "canary": False}
             assert [squash(l["text"]) for l in body["results"][0]["lines"]] == [squash(l) for l in lines]
         assert server.process.poll() is None and len(server.worker_pids()) == 2
