@@ -10,6 +10,7 @@ import pytest
 
 from server.lifecycle.ab_report import RolloutReports
 from server.lifecycle.commands import Refused
+from server.lifecycle.judging import RolloutJudge
 from server.lifecycle.manager import ModelManager
 from server.lifecycle.rollout import in_canary
 from server.lifecycle.rollout_commands import RolloutCommands
@@ -23,12 +24,12 @@ from tests.test_controller import Lab, Worker, lab  # noqa: F401  (the fixture)
 KEYS = [f"client-{n}" for n in range(400)]
 
 
-def _rollouts(lab: Lab, worker: Worker) -> RolloutCommands:
+def _rollouts(lab: Lab, worker: Worker, bake_s: float = 0.0) -> RolloutCommands:
     """The canary's commands as the worker's HTTP layer gets them (no samples here: the judge is
     tested in test_judge.py)."""
     reports = RolloutReports(RolloutSamples(lab.state.rollout_samples), lab.state.reports_dir, JudgePolicy(),
                              worker.controller.verdicts, lambda version: None)
-    return RolloutCommands(worker.commands, worker.controller.canary.store, reports)
+    return RolloutCommands(worker.commands, worker.controller.canary.store, reports, bake_s=bake_s)
 
 
 def _serve(lab: Lab, workers: list[Worker], version: str) -> None:
@@ -169,3 +170,48 @@ def test_a_manifest_that_asks_for_a_canary_gets_one_without_ocr_rollout(lab: Lab
     rollout, _ = worker.controller.canary.store.read()
     assert rollout is not None and (rollout.percent, rollout.min_requests, rollout.max_minutes) == (30.0, 500, 60.0)
     assert worker.serving == "1.0.0"
+
+
+def _canary_on_both(lab: Lab) -> list[Worker]:
+    lab.publish("1.0.0")
+    workers = [lab.worker(), lab.worker()]
+    _serve(lab, workers, "1.0.0")
+    workers[0].commands.pin("1.0.0", actor="tests")
+    lab.publish("2.0.0")
+    wait_for(lambda: "2.0.0" in workers[0].controller.scan_now().versions, 10, "2.0.0 to be on disk")
+    _rollouts(lab, workers[0]).canary("2.0.0", 30, actor="releaser")
+    wait_for(lambda: all(w.controller.manager.candidate is not None for w in workers), 30, "the candidate to load")
+    return workers
+
+
+def test_a_promotion_bakes_then_one_rollback_returns_every_client_without_a_load(lab: Lab) -> None:
+    workers = _canary_on_both(lab)
+    baking = _rollouts(lab, workers[1], bake_s=600).promote("2.0.0", actor="releaser")
+    assert baking.phase == "bake" and baking.percent == 100 and baking.bake_until  # type: ignore[union-attr]
+    wait_for(lambda: all({_routed(w, key) for key in KEYS} == {("2.0.0", True)} for w in workers), 30,
+             "every client on 2.0.0 during the bake")
+    assert all(w.serving == "1.0.0" for w in workers)  # the previous version stays loaded, pinned
+    assert workers[0].controller.pins.read().pin.version == "1.0.0"  # type: ignore[union-attr]
+    loads = [len(w.loader.attempts) for w in workers]
+
+    ended, pin = _rollouts(lab, workers[0], bake_s=600).rollback_bake(actor="releaser")  # type: ignore[misc]
+    assert ended.candidate == "2.0.0" and pin is not None and pin.version == "1.0.0"
+    wait_for(lambda: all({_routed(w, key) for key in KEYS} == {("1.0.0", False)} for w in workers), 30,
+             "every client back on 1.0.0")
+    assert [len(w.loader.attempts) for w in workers] == loads  # no load: 1.0.0 was still there
+    assert lab.states()["2.0.0"] is VersionState.REJECTED
+    assert ("abort", "2.0.0", "rolled_back") in lab.events("abort")
+
+
+def test_the_judge_ends_a_bake_without_regression_by_pinning_the_promoted_version(lab: Lab) -> None:
+    workers = _canary_on_both(lab)
+    rollouts = _rollouts(lab, workers[0], bake_s=0.5)
+    rollouts.promote("2.0.0", actor="releaser")
+    time.sleep(1.0)  # past the bake's end, with no sample against the baseline
+    RolloutJudge(rollouts, interval_s=0, auto_promote=False, webhook="").check()
+    assert rollouts.store.read() == (None, None)
+    assert workers[0].controller.pins.read().pin.version == "2.0.0"  # type: ignore[union-attr]
+    _serve(lab, workers, "2.0.0")
+    assert [a for a, _, _ in lab.events() if a in ("promote", "bake_complete")] == ["promote", "bake_complete"]
+    report = rollouts.reports.load("2.0.0")
+    assert report is not None and report["decided_by"] == "rollout-judge" and "baked_until" in report

@@ -15,6 +15,7 @@ from server.repository.publish import publish
 from tests.support.lifecycle import (
     ADMIN_TOKEN,
     Admin,
+    audit_lines,
     expect_versions,
     expected_text,
     load_image,
@@ -90,3 +91,41 @@ def test_canary_routes_clients_stickily_then_promote_moves_every_worker(
             window.assert_clean(minimum=4)
         finally:
             load.stop()
+
+
+def test_during_a_bake_one_rollback_call_returns_every_client_without_a_load(
+        tmp_path: Path, default_version_dir: Path) -> None:
+    repo_root = tmp_path / "models"
+    publish(default_version_dir, ModelRepository(repo_root), "1.0.0", created_by="tests")
+    write_golden_set(repo_root / "golden")
+    env = {"OCR_ADMIN_TOKEN": ADMIN_TOKEN, "OCR_MODEL_POLL_S": "1", "OCR_MODEL_DEBOUNCE_S": "0.3",
+           "OCR_MODEL_SETTLE_S": "1", "OCR_WARMUP_SHAPES": "320x320", "OCR_TIMEOUT": "600",
+           "OCR_ROLLOUT_BAKE_S": "600", "OCR_ROLLOUT_JUDGE_S": "0"}
+    with gunicorn_server(repo_root, tmp_path / "logs", workers=2, threads=2, env=env) as server:
+        admin = Admin(server.url)
+        wait_converged(admin, server.worker_pids(), "1.0.0", 120)
+        publish_variant(default_version_dir, repo_root, "2.0.0", 3, tmp_path / "work")
+        expected = {"1.0.0": expected_text(0), "2.0.0": expected_text(3)}
+        wait_for(lambda: admin.version("2.0.0"), 60, "2.0.0 to be listed")
+        load = LoadGenerator(server.url, [load_image()], expect_versions(expected), clients=4,
+                             client_id=lambda client, sent: f"bake-{client}-{sent}").start()
+        try:
+            with load.window() as window:
+                assert admin.canary("2.0.0", percent=50).status_code == 202
+                wait_for(lambda: sorted((admin.models()["rollout"] or {}).get("workers", [])) == [0, 1], 180,
+                         "both workers to hold the candidate")
+                promoted = admin.promote("2.0.0")
+                assert promoted.status_code == 202 and promoted.json()["rollout"]["phase"] == "bake", promoted.text
+                wait_for(lambda: {_read(server.url, c)["model"]["version"] for c in CLIENTS[:8]} == {"2.0.0"}, 60,
+                         "every client on 2.0.0 during the bake")
+                loads_before = sum(1 for r in audit_lines(repo_root / ".state" / "audit.log") if r["action"] == "load")
+                back = admin.rollback()
+                assert back.status_code == 202 and back.json()["from"] == "2.0.0", back.text
+                wait_for(lambda: {_read(server.url, c)["model"]["version"] for c in CLIENTS[:8]} == {"1.0.0"}, 30,
+                         "every client back on 1.0.0", interval=0.2)
+            window.assert_clean(minimum=10)
+        finally:
+            load.stop()
+        records = audit_lines(repo_root / ".state" / "audit.log")
+        assert sum(1 for r in records if r["action"] == "load") == loads_before  # no version was loaded again
+        assert admin.version("2.0.0")["state"] == "rejected"  # type: ignore[index]

@@ -131,3 +131,13 @@ def test_a_rollout_may_ask_for_more_requests_and_a_verdict_in_time() -> None:
     assert late.decision == "expired" and "no verdict within the rollout's time" in late.rule
     slow = judge(stable, _arm(80, 1.3, 26, spacing=3.0), [], [], POLICY, now=240, expired=True)
     assert slow.decision == "regressed"  # a regression is a regression, in time or not
+
+
+def test_a_bake_judges_each_window_against_the_recorded_baseline() -> None:
+    """During a bake the stable version answers nobody: its samples are those of the canary before."""
+    baseline = _arm(120, 1.0, 27, start=0.0)
+    slower, same = _arm(80, 1.3, 28, start=500.0, spacing=3.0), _arm(80, 1.0, 29, start=500.0, spacing=3.0)
+    assert judge(baseline, slower, [], [], POLICY, now=800).decision == "pending"  # no stable sample in its span
+    verdict = judge(baseline, slower, [], [], POLICY, now=800, baseline=True)
+    assert verdict.decision == "regressed" and verdict.metric == "latency_p50"
+    assert judge(baseline, same, [], [], POLICY, now=800, baseline=True).decision != "regressed"

@@ -70,6 +70,7 @@ def lifecycle_config(settings: Settings) -> LifecycleConfig:
         promote_requires_report=settings.promote_requires_report,
         rollout_mode=settings.rollout,
         rollout_percent=settings.rollout_percent,
+        bake_s=settings.rollout_bake_s,
     )
 
 

@@ -6,7 +6,9 @@ from server.lifecycle.commands import Refused
 from server.lifecycle.config import LifecycleConfig
 from server.lifecycle.loader import LoadedModel
 from server.lifecycle.manager import NotReadyError
+from server.lifecycle.rollout import Rollout
 from server.lifecycle.service import Lifecycle
 from server.lifecycle.states import VersionState
 
-__all__ = ["Lifecycle", "LifecycleConfig", "LoadedModel", "NotReadyError", "Refused", "VersionState", "report_markdown"]
+__all__ = ["Lifecycle", "LifecycleConfig", "LoadedModel", "NotReadyError", "Refused", "Rollout", "VersionState",
+           "report_markdown"]

@@ -38,16 +38,18 @@ class RolloutReports:
         arms = self.samples.arms(rollout.key)
         feedback = self.samples.feedback(rollout.key)
         now = time.time()
-        expired = rollout.max_minutes > 0 and now - _epoch(rollout.started_at) > rollout.max_minutes * 60
+        baking = rollout.phase == "bake"
+        expired = not baking and rollout.max_minutes > 0 and now - epoch(rollout.started_at) > rollout.max_minutes * 60
         return judge(arms["stable"], arms["canary"], feedback["stable"], feedback["canary"], self.policy, now,
-                     self.samples.shadow(rollout.key), rollout.min_requests, expired)
+                     self.samples.shadow(rollout.key), rollout.min_requests, expired, baseline=baking)
 
     def build(self, rollout: Rollout, judgement: Judgement, decision: str, decided_by: str) -> dict[str, Any]:
         """The report of `rollout` as it ends (or stands) with `decision` by `decided_by`."""
         return {
             "candidate": self._version(rollout.candidate),
             "stable": self._version(rollout.stable),
-            "rollout": {"percent": rollout.percent, "shadow_percent": rollout.shadow_percent,
+            "rollout": {"percent": rollout.percent, "shadow_percent": rollout.shadow_percent, "phase": rollout.phase,
+                        "bake_until": rollout.bake_until,
                         "min_requests": rollout.min_requests, "max_minutes": rollout.max_minutes,
                         "started_at": rollout.started_at, "started_by": rollout.actor},
             "policy": {"max_regression": self.policy.max_regression, "alpha": self.policy.alpha,
@@ -85,7 +87,7 @@ class RolloutReports:
         return report if isinstance(report, dict) else None
 
 
-def _epoch(iso: str) -> float:
+def epoch(iso: str) -> float:
     try:
         return datetime.fromisoformat(iso).timestamp()
     except ValueError:

@@ -29,3 +29,4 @@ class LifecycleConfig:
     promote_requires_report: bool = False
     rollout_mode: str = ""  # "canary": new versions enter as canaries of `rollout_percent`
     rollout_percent: float = 10.0
+    bake_s: float = 0.0  # after a promotion, the previous version stays loaded this long (0: no bake)

@@ -9,6 +9,10 @@ agree; the one that acts first wins, under the rollout lock, and the others find
                  the rule that fired, a report, a metric, an audit record and the webhook (if any)
     passed    -> promote, when OCR_ROLLOUT_AUTO_PROMOTE is set; otherwise the verdict waits for a
                  releaser (`ocr_rollout_judge_verdict` and `GET /v1/models/<version>/report` show it)
+
+During a bake (after a promotion, `OCR_ROLLOUT_BAKE_S`) the promoted version is judged against the
+stable arm's recorded samples; a regression rolls it back (no load: the previous version is still
+loaded), and the bake's end without one pins it (`complete_bake`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import time
 import urllib.request
 from typing import Any
 
+from server.lifecycle.ab_report import epoch
 from server.lifecycle.commands import Refused
 from server.lifecycle.loop import PassLoop
 from server.lifecycle.rollout import Rollout
@@ -56,27 +61,34 @@ class RolloutJudge:
             return
         judgement = self.rollouts.reports.judge(rollout)
         ROLLOUT_VERDICT.labels(version=rollout.candidate).set(_VERDICT_VALUE[judgement.decision])
-        if judgement.decision in ("regressed", "expired") or (judgement.decision == "passed" and self.auto_promote):
+        if judgement.decision in ("regressed", "expired"):
             self._act(rollout, judgement.decision, judgement.rule, judgement.metric or judgement.decision)
+        elif rollout.phase == "bake" and time.time() >= epoch(rollout.bake_until):
+            self._act(rollout, "baked", f"no regression against the recorded baseline until {rollout.bake_until}",
+                      None)
+        elif rollout.phase != "bake" and judgement.decision == "passed" and self.auto_promote:
+            self._act(rollout, judgement.decision, judgement.rule, None)
 
     def _act(self, seen: Rollout, decision: str, rule: str, metric: str | None) -> None:
         with self.rollouts.store.lock():
             rollout, _ = self.rollouts.store.read()
             if rollout is None or rollout.key != seen.key:  # another worker acted first
                 return
+            outcome = "promoted" if decision in ("passed", "baked") else "rolled_back"
             try:
-                if decision != "passed":
-                    self.rollouts.abort(rollout.candidate, rule, actor=JUDGE_ACTOR, metric=metric or decision)
-                else:
+                if decision == "baked":
+                    self.rollouts.complete_bake(rollout.candidate, actor=JUDGE_ACTOR)
+                elif decision == "passed":
                     self.rollouts.promote(rollout.candidate, actor=JUDGE_ACTOR)
+                else:
+                    self.rollouts.abort(rollout.candidate, rule, actor=JUDGE_ACTOR, metric=metric or decision)
             except Refused as refused:
-                log.error("the judge could not %s %s: %s", "promote" if decision == "passed" else "roll back",
-                          rollout.candidate, refused.message)
+                log.error("the judge could not end the %s of %s (%s): %s", rollout.phase, rollout.candidate, outcome,
+                          refused.message)
                 return
-        log.warning("canary %s %s: %s", rollout.candidate, "promoted" if decision == "passed" else "rolled back",
-                    rule)
-        self._notify({"candidate": rollout.candidate, "stable": rollout.stable,
-                      "decision": "promoted" if decision == "passed" else "rolled_back", "rule": rule,
+        log.warning("%s of %s: %s (%s)", rollout.phase, rollout.candidate, outcome, rule)
+        self._notify({"candidate": rollout.candidate, "stable": rollout.stable, "phase": rollout.phase,
+                      "decision": outcome, "rule": rule,
                       "metric": metric, "report": self.rollouts.reports.load(rollout.candidate)})
 
     def _notify(self, event: dict[str, Any]) -> None:

@@ -11,7 +11,9 @@ often the highest version, does not simply take over; each worker holds the cand
 model and sends it the requests whose client key falls in its share (`in_canary`); with a shadow share,
 requests the stable version answers are also read by the candidate, unseen (`server.lifecycle.shadow`). Promoting pins
 the candidate and ends the rollout; aborting ends it, rejects the candidate with the reason, and
-removes the pin the canary itself set.
+removes the pin the canary itself set. With a bake period (`OCR_ROLLOUT_BAKE_S`), promoting first
+sends every client to the candidate while the stable version stays loaded and pinned (`phase` "bake"),
+so a rollback is a routing change, not a load; the bake's end pins the candidate.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class Rollout:
     shadow_percent: float = 0.0  # share of the stable version's requests also read by the candidate
     min_requests: int = 0  # the judge passes it only after this many canary (or shadow) requests
     max_minutes: float = 0.0  # past this without a verdict the judge ends it (0: no limit)
+    phase: str = "canary"  # "bake": promoted, every client on the candidate, the stable one kept loaded
+    bake_until: str = ""  # the end of the bake (ISO time)
 
     @property
     def key(self) -> str:

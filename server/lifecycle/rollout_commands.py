@@ -10,6 +10,9 @@ The judge (`server.lifecycle.judging`) ends canaries through the same calls, as 
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
 from typing import Any
 
 from server.lifecycle.ab_report import RolloutReports
@@ -27,13 +30,14 @@ JUDGE_ACTOR = "rollout-judge"
 
 class RolloutCommands:
     def __init__(self, commands: Commands, store: RolloutStore, reports: RolloutReports,
-                 promote_requires_report: bool = False) -> None:
+                 promote_requires_report: bool = False, bake_s: float = 0.0) -> None:
         self.commands = commands
         self.controller = commands.controller
         self.audit = commands.audit
         self.store = store
         self.reports = reports
         self.promote_requires_report = promote_requires_report
+        self.bake_s = bake_s
 
     def canary(self, version: str, percent: object, actor: str, shadow_percent: object = 0, **audit: Any) -> Rollout:
         """Send `percent` of client keys to `version` beside the version that serves now (the stable one,
@@ -61,10 +65,15 @@ class RolloutCommands:
         self.controller.trigger("canary")
         return rollout
 
-    def promote(self, version: str, actor: str, **audit: Any) -> Pin:
-        """End `version`'s canary by making it serve everywhere (pinned, like an activation); with
-        `promote_requires_report`, only once the judge passes it on these very versions."""
+    def promote(self, version: str, actor: str, **audit: Any) -> Rollout | Pin:
+        """Promote `version`'s candidate (with `promote_requires_report`, only once the judge passes it on
+        these very versions). Without a bake period it is pinned at once (returns the pin). With one, its
+        canary becomes a bake: every client reads with it while the stable version stays loaded and
+        pinned (returns the rollout); the bake's end pins it (`complete_bake`), and so does a second
+        promote."""
         current = self._in_canary("promote", version, actor, audit)
+        if current.phase == "bake":
+            return self.complete_bake(version, actor, **audit)
         self.commands.candidate("promote", version, actor, audit)
         judgement = self.reports.judge(current)
         if self.promote_requires_report and judgement.decision != "passed":
@@ -72,14 +81,44 @@ class RolloutCommands:
                                  f"the A/B report of {version} against {current.stable} does not pass yet "
                                  f"({judgement.decision}: {judgement.rule}); OCR_PROMOTE_REQUIRES_REPORT is set",
                                  actor, audit)
-        pin = self.commands.write_pin(version, "promote", actor, audit)
-        self._write_rollout("promote", None, actor, audit)
-        digest = self._save_report(self.reports.build(current, judgement, "promoted", actor))
+        report = self.reports.build(current, judgement, "promoted", actor)
+        if self.bake_s > 0:
+            until = datetime.fromtimestamp(time.time() + self.bake_s, timezone.utc).isoformat(timespec="seconds")
+            baking = replace(current, percent=100.0, shadow_percent=0.0, phase="bake", bake_until=until)
+            self._write_rollout("promote", baking, actor, audit)
+            report["bake_until"] = until
+        else:
+            pin = self.commands.write_pin(version, "promote", actor, audit)
+            self._write_rollout("promote", None, actor, audit)
+        digest = self._save_report(report)
         ROLLOUT_DECISIONS.labels(decision="promoted", by=_by(actor)).inc()
         self.audit.append("promote", actor=actor, version=version, stable=current.stable, percent=current.percent,
-                          report_digest=digest, judge=judgement.decision, **audit)
+                          report_digest=digest, judge=judgement.decision, bake_until=report.get("bake_until"),
+                          **audit)
         self.controller.trigger("promote")
+        return baking if self.bake_s > 0 else pin
+
+    def complete_bake(self, version: str, actor: str, **audit: Any) -> Pin:
+        """End `version`'s bake: it is pinned, and the previous version is freed once no request holds it."""
+        current = self._in_canary("bake_complete", version, actor, audit)
+        pin = self.commands.write_pin(version, "promote", actor, audit)
+        self._write_rollout("bake_complete", None, actor, audit)
+        report = self.reports.build(current, self.reports.judge(current), "promoted", actor)
+        report["baked_until"] = now_iso()
+        digest = self._save_report(report)
+        self.audit.append("bake_complete", actor=actor, version=version, stable=current.stable, report_digest=digest,
+                          **audit)
+        self.controller.trigger("bake_complete")
         return pin
+
+    def rollback_bake(self, actor: str, **audit: Any) -> tuple[Rollout, Pin | None] | None:
+        """During a bake, roll the promoted version back: every client to the previous version at once
+        (still loaded), the promoted one rejected; (the bake ended, the pin now), or None when no bake runs."""
+        current, _ = self.store.read()
+        if current is None or current.phase != "bake":
+            return None
+        ended = self.abort(current.candidate, "rolled back during its bake period", actor, **audit)
+        return ended, self.controller.pins.read().pin
 
     def abort(self, version: str, reason: str, actor: str, metric: str = "manual", **audit: Any) -> Rollout:
         """End `version`'s canary: its traffic back to the stable version, the candidate rejected as

@@ -69,7 +69,8 @@ class Lifecycle:
 
         samples = RolloutSamples(state.rollout_samples)
         reports = RolloutReports(samples, state.reports_dir, config.judge, controller.verdicts, digest_of)
-        rollouts = RolloutCommands(commands, controller.canary.store, reports, config.promote_requires_report)
+        rollouts = RolloutCommands(commands, controller.canary.store, reports, config.promote_requires_report,
+                                   config.bake_s)
         judge = RolloutJudge(rollouts, config.judge_s, config.auto_promote, config.rollout_webhook)
         shadow = ShadowRunner(manager, samples, controller.canary.shadow_share)
         return cls(repo, manager, controller, commands, rollouts, judge, shadow, signatures)

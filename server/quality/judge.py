@@ -211,11 +211,14 @@ def cut_windows(candidate: Sequence[Sample], policy: JudgePolicy, now: float) ->
 
 def judge(stable: Sequence[Sample], candidate: Sequence[Sample], stable_feedback: Sequence[float],
           candidate_feedback: Sequence[float], policy: JudgePolicy, now: float,
-          shadow: Sequence[float] = (), min_requests: int = 0, expired: bool = False) -> Judgement:
+          shadow: Sequence[float] = (), min_requests: int = 0, expired: bool = False,
+          baseline: bool = False) -> Judgement:
     """The verdict so far. `min_requests`: a pass needs at least this many canary (or, for a shadow-only
     rollout, shadow) requests; `expired`: the rollout's time is up, so a verdict still pending is
-    "expired" (the caller ends the canary rather than keep a candidate in limbo)."""
-    found = _judge(stable, candidate, stable_feedback, candidate_feedback, policy, now, shadow)
+    "expired" (the caller ends the canary rather than keep a candidate in limbo); `baseline`: the stable
+    arm's samples are a recorded baseline (a bake: the stable version answers nobody now), so each
+    window is judged against all of them rather than those of its own time span."""
+    found = _judge(stable, candidate, stable_feedback, candidate_feedback, policy, now, shadow, baseline)
     seen = len(candidate) or len(shadow)
     if found.decision == "passed" and seen < min_requests:
         found = Judgement("pending", f"{found.rule}, but {seen} of the {min_requests} requests the rollout asks for",
@@ -227,11 +230,13 @@ def judge(stable: Sequence[Sample], candidate: Sequence[Sample], stable_feedback
 
 
 def _judge(stable: Sequence[Sample], candidate: Sequence[Sample], stable_feedback: Sequence[float],
-           candidate_feedback: Sequence[float], policy: JudgePolicy, now: float, shadow: Sequence[float]) -> Judgement:
+           candidate_feedback: Sequence[float], policy: JudgePolicy, now: float, shadow: Sequence[float],
+           baseline: bool) -> Judgement:
     overall = [*compare(stable, candidate, policy), feedback(stable_feedback, candidate_feedback, policy),
                agreement(shadow, policy)]
-    windows = [compare([x for x in stable if start <= x.at < end], [x for x in candidate if start <= x.at < end],
-                       policy, intervals=False) for start, end in cut_windows(candidate, policy, now)]
+    windows = [compare(stable if baseline else [x for x in stable if start <= x.at < end],
+                       [x for x in candidate if start <= x.at < end], policy, intervals=False)
+               for start, end in cut_windows(candidate, policy, now)]
     errors = sum(x.error for x in candidate)
     if len(candidate) >= MIN_SAMPLES and errors / len(candidate) >= policy.max_error_rate:
         return Judgement("regressed", f"guardrail: {errors} of {len(candidate)} canary requests failed "

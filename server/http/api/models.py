@@ -7,6 +7,7 @@
     POST   /v1/models/<version>/request-promotion  ask for a version to be activated (four-eyes rule)
     DELETE /v1/models/pin                          remove the pin (back to "highest approved version wins")
     POST   /v1/models/rollback                     pin the highest eligible version below the serving one
+                                                   (during a bake: back to the previous version, no load)
     POST   /v1/models/<version>/canary             {"percent": P, "shadow_percent": S}: P % of clients to it,
                                                    S % of the others also read by it, beside the stable one
     POST   /v1/models/<version>/promote            end its canary: it serves everywhere (pinned)
@@ -29,7 +30,7 @@ from server.governance.roles import Action
 from server.http.auth import authorize
 from server.http.context import current_context
 from server.http.errors import ApiError
-from server.lifecycle import report_markdown
+from server.lifecycle import Rollout, report_markdown
 
 bp = Blueprint("models", __name__)
 
@@ -75,7 +76,14 @@ def unpin() -> Response:
 @bp.post("/v1/models/rollback")
 def rollback() -> tuple[Response, int]:
     caller = authorize(Action.ROLLBACK, "rollback")
-    pin, current = current_context().lifecycle.commands.rollback(**caller)
+    lifecycle = current_context().lifecycle
+    baked = lifecycle.rollouts.rollback_bake(**caller)
+    if baked is not None:
+        ended, pin_now = baked
+        return jsonify({"pin": pin_now.__dict__ if pin_now else None, "from": ended.candidate,
+                        "message": f"rolled {ended.candidate} back during its bake: every client reads with "
+                                   f"{ended.stable} again, already loaded"}), 202
+    pin, current = lifecycle.commands.rollback(**caller)
     return jsonify({"pin": pin.__dict__, "from": current,
                     "message": f"pinned {pin.version} (rolled back from {current}); workers switch once it is loaded"}), 202
 
@@ -109,8 +117,13 @@ def canary(version: str) -> tuple[Response, int]:
 @bp.post("/v1/models/<version>/promote")
 def promote(version: str) -> tuple[Response, int]:
     caller = authorize(Action.PROMOTE, "promote", version, four_eyes=True)
-    pin = current_context().lifecycle.rollouts.promote(version, **caller)
-    return jsonify({"pin": pin.__dict__, "message": f"promoted {version}; every worker serves it once loaded"}), 202
+    promoted = current_context().lifecycle.rollouts.promote(version, **caller)
+    if isinstance(promoted, Rollout):
+        return jsonify({"pin": None, "rollout": promoted.__dict__,
+                        "message": f"promoted {version}: every client reads with it, the previous version stays "
+                                   f"loaded until {promoted.bake_until} (a rollback needs no load)"}), 202
+    return jsonify({"pin": promoted.__dict__, "rollout": None,
+                    "message": f"promoted {version}; every worker serves it once loaded"}), 202
 
 
 @bp.post("/v1/models/<version>/abort")

@@ -96,10 +96,14 @@ function routing(listing) {
   if (rollout) {
     const shares = [`${rollout.percent}% of clients`];
     if (rollout.shadow_percent) shares.push(`${rollout.shadow_percent}% of the other requests in shadow`);
-    box.append(el("div", {className: "rollout", id: "models-rollout"},
-      el("h3", {}, "Canary"),
-      el("p", {}, el("strong", {id: "rollout-candidate"}, rollout.candidate), ` takes ${shares.join(" and ")} `,
-        "beside ", el("strong", {}, rollout.stable), `; started by ${rollout.actor} at ${rollout.started_at}; `,
+    const baking = rollout.phase === "bake";
+    box.append(el("div", {className: "rollout", id: "models-rollout", dataset: {phase: rollout.phase}},
+      el("h3", {}, baking ? "Bake" : "Canary"),
+      el("p", {}, el("strong", {id: "rollout-candidate"}, rollout.candidate),
+        baking ? ` is promoted: every client reads with it until ${rollout.bake_until}, while `
+          : ` takes ${shares.join(" and ")} beside `,
+        el("strong", {}, rollout.stable), baking ? " stays loaded (Roll back returns to it at once)" : "",
+        `; started by ${rollout.actor} at ${rollout.started_at}; `,
         `held by worker(s) ${rollout.workers.length ? rollout.workers.join(", ") : "none yet"}`),
       el("p", {id: "rollout-judge", className: "judge"}, ctx.may("reports.read") ? "judge: reading ..." : "")));
   }
