@@ -192,7 +192,7 @@ class Settings:
     # After a promotion, how long every client reads with the new version while the previous one stays
     # loaded: the judge keeps comparing against its recorded baseline, and a rollback needs no load;
     # 0: a promotion pins the new version at once.
-    rollout_bake_s: float = field(default=0.0, metadata={"env": "OCR_ROLLOUT_BAKE_S", "min": 0.0})
+    rollout_bake_s: float = field(default=600.0, metadata={"env": "OCR_ROLLOUT_BAKE_S", "min": 0.0})
     # Refuse a promotion without a passing A/B report for that exact pair of versions' digests.
     promote_requires_report: bool = field(default=False, metadata={"env": "OCR_PROMOTE_REQUIRES_REPORT"})
     # How often each worker's judge looks at the samples; 0: no judge (canaries end by hand only).

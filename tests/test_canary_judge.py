@@ -116,7 +116,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, default_version_dir: Path) -> 
     env = {"OCR_ROLLOUT_WEBHOOK": webhook.url, "OCR_ADMIN_TOKEN": ADMIN_TOKEN, "OCR_MODEL_POLL_S": "1", "OCR_MODEL_DEBOUNCE_S": "0.3",
            "OCR_MODEL_SETTLE_S": "1", "OCR_WARMUP_SHAPES": "320x320", "OCR_TIMEOUT": "600",
            "OCR_ROLLOUT_WINDOW_REQUESTS": "15", "OCR_ROLLOUT_WINDOWS": "2", "OCR_ROLLOUT_JUDGE_S": "1",
-           "OCR_PROMOTE_REQUIRES_REPORT": "1"}
+           "OCR_PROMOTE_REQUIRES_REPORT": "1", "OCR_ROLLOUT_BAKE_S": "0"}  # promote pins at once (no bake)
     with gunicorn_server(root / "models", root / "logs", workers=2, threads=2, env=env) as server:
         lab = Lab(server, root, default_version_dir, webhook)
         wait_converged(lab.admin, server.worker_pids(), "1.0.0", 120)

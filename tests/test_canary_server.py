@@ -47,7 +47,8 @@ def test_canary_routes_clients_stickily_then_promote_moves_every_worker(
     publish(default_version_dir, ModelRepository(repo_root), "1.0.0", created_by="tests")
     write_golden_set(repo_root / "golden")
     env = {"OCR_ADMIN_TOKEN": ADMIN_TOKEN, "OCR_MODEL_POLL_S": "1", "OCR_MODEL_DEBOUNCE_S": "0.3",
-           "OCR_MODEL_SETTLE_S": "1", "OCR_WARMUP_SHAPES": "320x320", "OCR_TIMEOUT": "600"}
+           "OCR_MODEL_SETTLE_S": "1", "OCR_WARMUP_SHAPES": "320x320", "OCR_TIMEOUT": "600",
+           "OCR_ROLLOUT_BAKE_S": "0"}  # promote pins at once here; the bake is the next test's
     with gunicorn_server(repo_root, tmp_path / "logs", workers=2, threads=2, env=env) as server:
         admin = Admin(server.url)
         wait_converged(admin, server.worker_pids(), "1.0.0", 120)
@@ -100,7 +101,7 @@ def test_during_a_bake_one_rollback_call_returns_every_client_without_a_load(
     write_golden_set(repo_root / "golden")
     env = {"OCR_ADMIN_TOKEN": ADMIN_TOKEN, "OCR_MODEL_POLL_S": "1", "OCR_MODEL_DEBOUNCE_S": "0.3",
            "OCR_MODEL_SETTLE_S": "1", "OCR_WARMUP_SHAPES": "320x320", "OCR_TIMEOUT": "600",
-           "OCR_ROLLOUT_BAKE_S": "600", "OCR_ROLLOUT_JUDGE_S": "0"}
+           "OCR_ROLLOUT_JUDGE_S": "0"}  # the default bake, 10 minutes; no judge to end it
     with gunicorn_server(repo_root, tmp_path / "logs", workers=2, threads=2, env=env) as server:
         admin = Admin(server.url)
         wait_converged(admin, server.worker_pids(), "1.0.0", 120)
