@@ -52,7 +52,10 @@ class Sidecar:
         while not self._stop.is_set():
             started = time.monotonic()
             try:
-                self._process = subprocess.Popen(self.argv, env=dict(os.environ))
+                # close_fds=False lets subprocess use posix_spawn, which needs no error pipe: with
+                # fork+exec, a worker Gunicorn forks (without exec) while this thread waits on that pipe
+                # inherits its write end, and the wait never ends (seen: no restart after a kill -9).
+                self._process = subprocess.Popen(self.argv, env=dict(os.environ), close_fds=False)
             except OSError as exc:
                 self.log.error("%s: cannot start %s: %s", self.name, self.argv, exc)
             else:
