@@ -5,6 +5,7 @@ Versions are told apart by what they read (tests/support/lifecycle.py: digit var
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from tests.support.lifecycle import (
 )
 from tests.support.images import squash
 from tests.support.load import LoadGenerator
-from tests.support.server import gunicorn_server
+from tests.support.server import RunningServer, gunicorn_server
 
 CLIENTS = [f"till-{n:02d}" for n in range(24)]
 
@@ -41,15 +42,21 @@ def _read(url: str, client: str) -> dict[str, Any]:
     return body
 
 
-def test_canary_routes_clients_stickily_then_promote_moves_every_worker(
-        tmp_path: Path, default_version_dir: Path) -> None:
+def _server(tmp_path: Path, default_version_dir: Path, **env: str) -> AbstractContextManager[RunningServer]:
+    """A 2x2 server on a repository holding 1.0.0 and the letters-only golden set; `env` adds settings."""
     repo_root = tmp_path / "models"
     publish(default_version_dir, ModelRepository(repo_root), "1.0.0", created_by="tests")
     write_golden_set(repo_root / "golden")
-    env = {"OCR_ADMIN_TOKEN": ADMIN_TOKEN, "OCR_MODEL_POLL_S": "1", "OCR_MODEL_DEBOUNCE_S": "0.3",
-           "OCR_MODEL_SETTLE_S": "1", "OCR_WARMUP_SHAPES": "320x320", "OCR_TIMEOUT": "600",
-           "OCR_ROLLOUT_BAKE_S": "0"}  # promote pins at once here; the bake is the next test's
-    with gunicorn_server(repo_root, tmp_path / "logs", workers=2, threads=2, env=env) as server:
+    return gunicorn_server(repo_root, tmp_path / "logs", workers=2, threads=2, env={
+        "OCR_ADMIN_TOKEN": ADMIN_TOKEN, "OCR_MODEL_POLL_S": "1", "OCR_MODEL_DEBOUNCE_S": "0.3",
+        "OCR_MODEL_SETTLE_S": "1", "OCR_WARMUP_SHAPES": "320x320", "OCR_TIMEOUT": "600", **env})
+
+
+def test_canary_routes_clients_stickily_then_promote_moves_every_worker(
+        tmp_path: Path, default_version_dir: Path) -> None:
+    repo_root = tmp_path / "models"
+    # promote pins at once here; the bake is the next test's
+    with _server(tmp_path, default_version_dir, OCR_ROLLOUT_BAKE_S="0") as server:
         admin = Admin(server.url)
         wait_converged(admin, server.worker_pids(), "1.0.0", 120)
         assert admin.activate("1.0.0").status_code == 202  # hold 1.0.0 while the candidate is published
@@ -97,12 +104,8 @@ def test_canary_routes_clients_stickily_then_promote_moves_every_worker(
 def test_during_a_bake_one_rollback_call_returns_every_client_without_a_load(
         tmp_path: Path, default_version_dir: Path) -> None:
     repo_root = tmp_path / "models"
-    publish(default_version_dir, ModelRepository(repo_root), "1.0.0", created_by="tests")
-    write_golden_set(repo_root / "golden")
-    env = {"OCR_ADMIN_TOKEN": ADMIN_TOKEN, "OCR_MODEL_POLL_S": "1", "OCR_MODEL_DEBOUNCE_S": "0.3",
-           "OCR_MODEL_SETTLE_S": "1", "OCR_WARMUP_SHAPES": "320x320", "OCR_TIMEOUT": "600",
-           "OCR_ROLLOUT_JUDGE_S": "0"}  # the default bake, 10 minutes; no judge to end it
-    with gunicorn_server(repo_root, tmp_path / "logs", workers=2, threads=2, env=env) as server:
+    # the default bake, 10 minutes; no judge to end it
+    with _server(tmp_path, default_version_dir, OCR_ROLLOUT_JUDGE_S="0") as server:
         admin = Admin(server.url)
         wait_converged(admin, server.worker_pids(), "1.0.0", 120)
         publish_variant(default_version_dir, repo_root, "2.0.0", 3, tmp_path / "work")
