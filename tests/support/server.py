@@ -26,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_VERSION = "1.0.0-ppocrv4"
 # `ocr-server models install` names of the ONNX versions and the versions they install as.
 ONNX_MODELS = {"ppocrv4_onnx": "1.1.0-ppocrv4_onnx", "ppocrv5_mobile": "2.0.0-ppocrv5_mobile",
-               "ppocrv6_tiny": "3.0.0-ppocrv6_tiny", "ppocrv6_small": "3.1.0-ppocrv6_small"}
+               "ppocrv6_tiny": "3.0.0-ppocrv6_tiny", "ppocrv6_small": "3.1.0-ppocrv6_small",
+               "ppocrv6_small_cls": "3.4.0-ppocrv6_small_cls"}
 
 
 def free_port() -> int:
