@@ -148,6 +148,22 @@ def test_pin_rollback_and_unpin_move_every_worker(lab: Lab) -> None:
     assert actions == [("pin", "1.0.0"), ("unpin", "1.0.0"), ("rollback", "2.0.0"), ("pin", "9.9.9")]
 
 
+def test_a_version_pinned_below_the_live_one_is_gated_by_the_ceiling_only(lab: Lab) -> None:
+    """An upgrade must not read worse than the live version; an older version a releaser pins (PP-OCRv4
+    beside the better default) is not compared with it, or it could never be chosen."""
+    lab.publish("1.0.0", "2.0.0")
+    worker = lab.worker()
+    wait_for(lambda: worker.serving == "2.0.0", 20, "2.0.0 to serve")
+    worker.commands.pin("1.0.0", actor="tests")
+    wait_for(lambda: worker.serving == "1.0.0", 20, "the pinned 1.0.0 to serve")
+    worker.commands.unpin(actor="tests")
+    wait_for(lambda: worker.serving == "2.0.0", 20, "2.0.0 again")
+    lab.publish("3.0.0")
+    wait_for(lambda: worker.serving == "3.0.0", 20, "3.0.0 to serve")
+    # 2.0.0 came back on its standing approval (no gate); 3.0.0, an upgrade, was compared with 2.0.0.
+    assert worker.loader.baselines == {"2.0.0": [None], "1.0.0": [None], "3.0.0": ["2.0.0"]}
+
+
 def test_a_request_that_outlives_the_drain_timeout_does_not_hold_the_load_lock(lab: Lab) -> None:
     lab.publish("1.0.0")
     worker = lab.worker(drain_timeout_s=0.5)

@@ -18,7 +18,7 @@ import pytest
 from server.governance.audit import AuditLog, read_audit, verify_chain
 from server.lifecycle.manager import ModelManager
 from server.lifecycle.pins import Pin, PinStore
-from server.lifecycle.policy import preference, rollback_target
+from server.lifecycle.policy import gated_against_live, preference, rollback_target
 from server.lifecycle.source import Inspection, Scan
 from server.lifecycle.states import VersionState
 from server.lifecycle.verdicts import Verdict, VerdictStore
@@ -49,6 +49,14 @@ def test_highest_eligible_wins_and_a_pin_overrides_it() -> None:
     assert preference(scan, verdicts, None).order == ["1.1", "1.0"]
     pinned = preference(scan, verdicts, Pin("1.0"))
     assert pinned.order == ["1.0", "1.1"] and pinned.pin_effective
+
+
+def test_only_a_version_pinned_below_the_live_one_escapes_the_comparison_with_it() -> None:
+    assert gated_against_live("2.0.0", "1.0.0", None)  # an upgrade by highest-wins
+    assert gated_against_live("2.0.0", "1.0.0", Pin("2.0.0"))  # an upgrade by a pin
+    assert gated_against_live("1.0.0", "2.0.0", Pin("1.5.0"))  # lower, but not the pinned version
+    assert not gated_against_live("1.0.0", "2.0.0", Pin("1.0.0", action="rollback"))
+    assert not gated_against_live("1.0.0-ppocrv4", "3.4.0-ppocrv6_small_cls", Pin("1.0.0-ppocrv4"))
 
 
 def test_a_pin_on_an_ineligible_version_is_ignored_with_a_reason() -> None:

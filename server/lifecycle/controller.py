@@ -39,7 +39,7 @@ from server.lifecycle.loader import Loaded, Loader, LoadFailure, LoadRequest, Se
 from server.lifecycle.manager import ModelHandle, ModelManager
 from server.lifecycle.loop import PassLoop
 from server.lifecycle.pins import PinRead, PinStore
-from server.lifecycle.policy import preference, recheck_applies, versions_to_try
+from server.lifecycle.policy import gated_against_live, preference, recheck_applies, versions_to_try
 from server.lifecycle.reporting import Reporter
 from server.lifecycle.rollout import Rollout, RolloutStore
 from server.lifecycle.source import Inspection, Scan, VerifyCache, scan_repository
@@ -184,9 +184,10 @@ class LifecycleController:
                 self._load_lock.release()
 
     def _load(self, inspection: Inspection, standing: Verdict | None) -> Loaded:
-        serving = self._serving
-        loaded = self.loader.load(LoadRequest(inspection, standing, self.manager.active,
-                                              serving.gate if serving else None))
+        serving, live = self._serving, self.manager.active
+        if live is not None and not gated_against_live(inspection.version, live.version, self.pin.pin):
+            live = None
+        loaded = self.loader.load(LoadRequest(inspection, standing, live, serving.gate if serving else None))
         if not inspection.unchanged():  # copied over or deleted while it loaded: not what was judged
             loaded.model.close()
             self._set_loading(None)

@@ -47,7 +47,7 @@ class LoadedModel:
 class LoadRequest:
     inspection: Inspection  # the version as the scan saw it (a whole version, with its manifest)
     approval: Verdict | None  # a standing approval of these very files: probe and gate are skipped
-    live: LoadedModel | None  # what this worker serves now: the gate's baseline
+    live: LoadedModel | None  # the gate's baseline: what this worker serves now, unless pinned below it
     live_gate: dict[str, Any] | None = None  # the live version's own gate result (its figures may be reused)
 
 

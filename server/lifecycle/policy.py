@@ -114,6 +114,17 @@ def rollback_target(
     return current, (below[0] if below else None)
 
 
+def gated_against_live(version: str, live: str, pin: Pin | None) -> bool:
+    """Whether the gate compares `version` with the live version `live`, or holds it to its ceiling only.
+
+    Against the live one whenever `version` would replace it by itself (a higher version: highest wins):
+    an upgrade must not read worse. Not when a releaser pinned `version` below the live one (activate
+    of an older version, a rollback): serving an older, perhaps weaker reader is what that call asks
+    for, and PP-OCRv4, installed beside the better default, must stay one call away.
+    """
+    return pin is None or pin.version != version or parse_version(version) > parse_version(live)
+
+
 def pin_refusal(inspection: Inspection, verdict: Verdict | None) -> tuple[str, str] | None:
     """Why `inspection` cannot be pinned, as (code, message): a rejected or pending version."""
     if inspection.state is VersionState.REJECTED:

@@ -147,7 +147,8 @@ def _fields_refusal(score: GoldenScore, policy: GatePolicy, baseline: tuple[str,
 def judge(
     score: GoldenScore, golden: GoldenSet, policy: GatePolicy, baseline: tuple[str, GoldenScore] | None
 ) -> GateResult:
-    """The gate's decision on a candidate's score (and the live version's, when one serves)."""
+    """The gate's decision on a candidate's score, and the live version's when it is the baseline (none
+    serves, or a releaser pinned the candidate below it: server.lifecycle.policy.gated_against_live)."""
     common = dict(golden_set=golden.source, golden_set_key=golden.key, images=score.images, errors=score.errors,
                   chars=score.chars, cer=round(score.cer, 6),
                   tolerance=policy.tolerance, max_cer=policy.max_cer,
@@ -165,7 +166,7 @@ def judge(
     refusal = _fields_refusal(score, policy, baseline, golden)
     if refusal is not None:
         return GateResult(False, refusal, **common)  # type: ignore[arg-type]
-    against = f" (live {baseline[0]}: {baseline[1].cer:.4f})" if baseline else " (nothing serving: ceiling only)"
+    against = f" (live {baseline[0]}: {baseline[1].cer:.4f})" if baseline else " (no live baseline: ceiling only)"
     fields = f"; fields {score.field_hits}/{score.fields} exact" if score.fields else ""
     return GateResult(True, f"golden-set CER {score.cer:.4f}{against} on {score.images} image(s) of "
                             f"{os.path.basename(golden.source) or golden.source}{fields}", **common)  # type: ignore[arg-type]

@@ -46,6 +46,7 @@ class FakeLoader:
         self.rechecks: list[str] = []  # versions re-checked, in order
         self.loading = threading.Event()  # set while a load is under way
         self.models: dict[str, list[LoadedModel]] = {}
+        self.baselines: dict[str, list[str | None]] = {}  # per version, the live version each gate compared with
 
     def attempts_of(self, version: str) -> list[float]:
         return [at for name, at in self.attempts if name == version]
@@ -67,6 +68,7 @@ class FakeLoader:
             self.models.setdefault(version, []).append(model)
             if request.approval is not None:
                 return Loaded(model, request.approval.gate or {}, "networks")
+            self.baselines.setdefault(version, []).append(request.live.version if request.live else None)
             gate = {"passed": script.gate_passes, "reason": "scripted gate", "cer": 0.01}
             if not script.gate_passes:
                 model.close()
