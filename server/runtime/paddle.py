@@ -5,7 +5,15 @@ executor thread and serving threads hand it their batches (see `PaddleSession`).
 more than `options.concurrency` predictors, however many threads Gunicorn runs.
 
 The oneDNN cache is keyed by input shape; left unbounded it grows with every new image size
-(PaddleOCR #15631), hence `set_mkldnn_cache_capacity`.
+(PaddleOCR #15631), hence `set_mkldnn_cache_capacity`. That bound puts Paddle in its "cache clearing"
+mode, whose cache is one per process and not safe for predictors running at once in several threads:
+every predictor shares one list of cached shapes, so a run on a new shape evicts the objects of a shape
+another thread's run is using half-way (a NULL read in its convolution or reorder), and after each run a
+predictor counts the whole cache without the lock the others write it under
+(`OneDNNContext::GetCachedObjectsNumber`). Serving workers died of SIGSEGV in these three places while
+two versions ran side by side (a swap's warm-up and gate, a canary). So the CPU predictors of one
+process run one at a time (`_ONEDNN_LOCK`); a worker's cores are still all used, by each run's math
+threads, and workers are separate processes with caches of their own.
 
 Paddle is imported here, lazily, so that the Gunicorn master never initialises it: on GPU, CUDA must
 only ever be initialised after fork, in the worker that uses it.
@@ -13,6 +21,7 @@ only ever be initialised after fork, in the worker that uses it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -30,6 +39,9 @@ log = logging.getLogger(__name__)
 # Growth of resident memory over one run that counts as "this predictor took more memory": above the
 # noise of Python objects allocated by other threads meanwhile.
 _GROWTH_MB = 16.0
+
+# Held by a oneDNN predictor while it is built or runs (see the module docstring).
+_ONEDNN_LOCK = threading.Lock()
 
 PARAMS_FILE = "inference.pdiparams"
 PROGRAM_FILES = ("inference.pdmodel", "inference.json")
@@ -133,18 +145,24 @@ class PaddleSession:
         # Each executor thread's predictor; it goes when its thread ends (close) or is dropped.
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._exclusive: contextlib.AbstractContextManager[Any] = (
+            _ONEDNN_LOCK if options.device != "gpu" and options.onednn else contextlib.nullcontext())
         self._executor = ThreadPoolExecutor(
             max_workers=options.concurrency, thread_name_prefix=f"paddle-{program.parent.name}"
         )
         try:
             # Build the first predictor now, so that unreadable files fail the load, not a request.
-            first = self._executor.submit(self._predictor).result()
+            first = self._executor.submit(self._open).result()
         except BaseException:
             self._executor.shutdown(wait=False)
             raise
         self._input_name = first.get_input_names()[0]
         self._output_name = first.get_output_names()[0]
         self.rebuilds = 0  # predictors dropped for the memory ceiling
+
+    def _open(self) -> Any:
+        with self._exclusive:
+            return self._predictor()
 
     def _predictor(self) -> Any:
         """This executor thread's predictor, built on first use."""
@@ -157,6 +175,10 @@ class PaddleSession:
         return predictor
 
     def _run_here(self, batch: np.ndarray) -> np.ndarray:
+        with self._exclusive:  # copying out may run a oneDNN reorder too
+            return self._run_exclusive(batch)
+
+    def _run_exclusive(self, batch: np.ndarray) -> np.ndarray:
         predictor = self._predictor()
         handle = predictor.get_input_handle(self._input_name)
         handle.reshape(batch.shape)
