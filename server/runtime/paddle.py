@@ -10,10 +10,12 @@ mode, whose cache is one per process and not safe for predictors running at once
 every predictor shares one list of cached shapes, so a run on a new shape evicts the objects of a shape
 another thread's run is using half-way (a NULL read in its convolution or reorder), and after each run a
 predictor counts the whole cache without the lock the others write it under
-(`OneDNNContext::GetCachedObjectsNumber`). Serving workers died of SIGSEGV in these three places while
-two versions ran side by side (a swap's warm-up and gate, a canary). So the CPU predictors of one
-process run one at a time (`_ONEDNN_LOCK`); a worker's cores are still all used, by each run's math
-threads, and workers are separate processes with caches of their own.
+(`OneDNNContext::GetCachedObjectsNumber`; Paddle #34554, PaddleOCR #731). Serving workers died of it
+on a loaded machine, during swaps and canaries (more predictors, and warm-ups on new shapes): the
+kernel log of three such SIGSEGVs points into `GetCachedObjectsNumber`, a oneDNN reorder and a
+convolution. So the CPU predictors of one process run one at a time (`_ONEDNN_LOCK`); each run still
+uses the worker's share of the cores through its math threads, and workers are separate processes with
+caches of their own.
 
 Paddle is imported here, lazily, so that the Gunicorn master never initialises it: on GPU, CUDA must
 only ever be initialised after fork, in the worker that uses it.
