@@ -21,7 +21,6 @@ import re
 import signal
 import subprocess
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
@@ -30,7 +29,7 @@ import pytest
 from tests.support.lifecycle import ADMIN_TOKEN, Admin, expect_versions, expected_text, load_image, publish_variant, \
     wait_for
 from tests.support.load import LoadGenerator, Outcome
-from tests.support.metrics import scrape
+from tests.support.metrics import scrape, uncounted_answers
 from tests.support.server import DEFAULT_VERSION, RunningServer, gunicorn_server
 
 CLIENTS = 8
@@ -94,16 +93,11 @@ class Lab:
         self.pause()
         try:
             metrics = scrape(f"{self.server.url}/metrics")
-            counted = {(labels["status"], labels["model_version"]): value
-                       for labels, value in metrics.select("ocr_requests_total")}
-            answered = Counter((str(o.status), o.version or "none") for o in self.outcomes() if o.status is not None)
-            short = {key: (count, counted.get(key, 0)) for key, count in answered.items()
-                     if counted.get(key, 0) < count}
+            short, extra = uncounted_answers(metrics, self.outcomes())
             assert not short, f"answered vs counted: {short}"
-            extra = sum(counted.values()) - sum(answered.values())
-            print(f"  metrics: {sum(counted.values()):.0f} requests counted, {sum(answered.values())} answered, "
-                  f"{extra:.0f} counted but not delivered (of {lost} lost)")
-            assert 0 <= extra <= lost, (counted, answered)
+            print(f"  metrics: {metrics.total('ocr_requests_total'):.0f} requests counted, "
+                  f"{extra:.0f} of them not delivered (of {lost} lost)")
+            assert 0 <= extra <= lost, extra
             assert metrics.total("ocr_inflight_requests") == 0  # a dead worker's in-flight count went with it
             info = [(int(labels["pid"]), labels["version"]) for labels, value in metrics.select("ocr_model_info")
                     if value == 1]

@@ -21,6 +21,7 @@ from server.governance.audit import AuditLog, verify_chain
 from tests.support.lifecycle import ADMIN_TOKEN, Admin, expect_versions, expected_text, load_image, publish_variant, \
     wait_for
 from tests.support.load import LoadGenerator
+from tests.support.metrics import scrape, uncounted_answers
 from tests.support.server import DEFAULT_VERSION, copy_version, gunicorn_server
 
 NEW_VERSION = "1.0.1-ppocrv4"
@@ -110,6 +111,10 @@ def test_a_full_then_read_only_state_directory(tmpfs: Path, tmp_path: Path, defa
         load.stop()
         window.assert_clean(minimum=8)
         assert "cannot record the verdict" in server.log()  # the full disk was met, not avoided
+        metrics = scrape(f"{server.url}/metrics")  # the refused writes did not upset the request counts
+        assert uncounted_answers(metrics, load.outcomes) == ({}, 0)
+        assert sorted((int(labels["pid"]), labels["version"]) for labels, value in metrics.select("ocr_model_info")
+                      if value == 1) == sorted((pid, DEFAULT_VERSION) for pid in server.worker_pids())
 
 
 def test_an_audit_line_the_disk_cannot_take_whole_is_not_left_half_written(tmpfs: Path) -> None:

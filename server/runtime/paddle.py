@@ -42,8 +42,31 @@ log = logging.getLogger(__name__)
 # noise of Python objects allocated by other threads meanwhile.
 _GROWTH_MB = 16.0
 
-# Held by a oneDNN predictor while it is built or runs (see the module docstring).
-_ONEDNN_LOCK = threading.Lock()
+
+class _TurnLock:
+    """A lock its waiters get in the order they asked for it. `threading.Lock` is not: the thread that
+    releases it and asks again at once (an executor thread with the next batch queued) usually gets it
+    back, and a stage or a version being warmed up then waits behind the other for as long as it has
+    work."""
+
+    def __init__(self) -> None:
+        self._turns = threading.Condition()
+        self._next = 0  # the ticket the next caller draws
+        self._serving = 0  # the ticket that holds the lock
+
+    def __enter__(self) -> None:
+        with self._turns:
+            ticket, self._next = self._next, self._next + 1
+            self._turns.wait_for(lambda: self._serving == ticket)
+
+    def __exit__(self, *exc: object) -> None:
+        with self._turns:
+            self._serving += 1
+            self._turns.notify_all()
+
+
+# Held by a oneDNN predictor while it runs (see the module docstring).
+_ONEDNN_LOCK = _TurnLock()
 
 PARAMS_FILE = "inference.pdiparams"
 PROGRAM_FILES = ("inference.pdmodel", "inference.json")
@@ -154,17 +177,13 @@ class PaddleSession:
         )
         try:
             # Build the first predictor now, so that unreadable files fail the load, not a request.
-            first = self._executor.submit(self._open).result()
+            first = self._executor.submit(self._predictor).result()
         except BaseException:
             self._executor.shutdown(wait=False)
             raise
         self._input_name = first.get_input_names()[0]
         self._output_name = first.get_output_names()[0]
         self.rebuilds = 0  # predictors dropped for the memory ceiling
-
-    def _open(self) -> Any:
-        with self._exclusive:
-            return self._predictor()
 
     def _predictor(self) -> Any:
         """This executor thread's predictor, built on first use."""
