@@ -13,7 +13,9 @@ predictor counts the whole cache without the lock the others write it under
 (`OneDNNContext::GetCachedObjectsNumber`; Paddle #34554, PaddleOCR #731). Serving workers died of it
 on a loaded machine, during swaps and canaries (more predictors, and warm-ups on new shapes): the
 kernel log of three such SIGSEGVs points into `GetCachedObjectsNumber`, a oneDNN reorder and a
-convolution. So the CPU predictors of one process run one at a time (`_ONEDNN_LOCK`); each run still
+convolution; with runs one at a time, a worker still died in a run while another thread built a
+predictor (a version loading after a rollback, stacks by faulthandler). So the CPU predictors of one
+process are built, run and freed one at a time (`_ONEDNN_LOCK`, handed out in turn); each run still
 uses the worker's share of the cores through its math threads, and workers are separate processes with
 caches of their own.
 
@@ -65,7 +67,7 @@ class _TurnLock:
             self._turns.notify_all()
 
 
-# Held by a oneDNN predictor while it runs (see the module docstring).
+# Held while a oneDNN predictor is built, runs or is freed (see the module docstring).
 _ONEDNN_LOCK = _TurnLock()
 
 PARAMS_FILE = "inference.pdiparams"
@@ -167,9 +169,10 @@ class PaddleSession:
 
     def __init__(self, program: Path, params: Path, options: RuntimeOptions) -> None:
         self._program, self._params, self._options = program, params, options
-        # Each executor thread's predictor; it goes when its thread ends (close) or is dropped.
+        # Each executor thread's predictor (also in _predictors until close or a drop frees it).
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._predictors: list[Any] = []  # every live predictor, so that close() frees them under the lock
         self._exclusive: contextlib.AbstractContextManager[Any] = (
             _ONEDNN_LOCK if options.device != "gpu" and options.onednn else contextlib.nullcontext())
         self._executor = ThreadPoolExecutor(
@@ -177,7 +180,7 @@ class PaddleSession:
         )
         try:
             # Build the first predictor now, so that unreadable files fail the load, not a request.
-            first = self._executor.submit(self._predictor).result()
+            first = self._executor.submit(self._build_first).result()
         except BaseException:
             self._executor.shutdown(wait=False)
             raise
@@ -185,13 +188,20 @@ class PaddleSession:
         self._output_name = first.get_output_names()[0]
         self.rebuilds = 0  # predictors dropped for the memory ceiling
 
+    def _build_first(self) -> Any:
+        with self._exclusive:
+            return self._predictor()
+
     def _predictor(self) -> Any:
-        """This executor thread's predictor, built on first use."""
+        """This executor thread's predictor, built on first use (under the oneDNN lock: a build beside a
+        run crashed a worker, see the module docstring)."""
         predictor = getattr(self._local, "predictor", None)
         if predictor is None:
             config = _make_config(self._program, self._params, self._options)
             predictor = _import_inference().create_predictor(config)
             self._local.predictor = predictor
+            with self._lock:
+                self._predictors.append(predictor)
             self._local.largest = 0  # elements of the largest input this predictor has run
         return predictor
 
@@ -220,9 +230,10 @@ class PaddleSession:
         """Drop this thread's predictor, and with it the memory its largest inputs left behind."""
         from server.observability.metrics import PREDICTOR_REBUILDS
 
-        self._local.predictor = None
         with self._lock:
+            self._predictors.remove(self._local.predictor)
             self.rebuilds += 1
+        self._local.predictor = None  # freed once this run returns, still under the oneDNN lock
         network = self._program.parent.name
         PREDICTOR_REBUILDS.labels(network=network).inc()
         log.warning("worker memory over %d MB after a %s batch %s: its predictor will be rebuilt",
@@ -232,6 +243,9 @@ class PaddleSession:
         return self._executor.submit(self._run_here, batch).result()
 
     def close(self) -> None:
-        """Stop the executor threads: each thread's predictor, and the memory Paddle holds for it, goes
-        with its thread's local storage."""
+        """Stop the executor threads, then free the predictors (and the memory Paddle holds for them)
+        under the oneDNN lock: freeing one clears its part of the process's oneDNN cache."""
         self._executor.shutdown(wait=True)
+        with self._exclusive:
+            with self._lock:
+                self._predictors.clear()
