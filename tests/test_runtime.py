@@ -4,10 +4,12 @@ OpenVINO session behaviour, on the real installed weights."""
 from __future__ import annotations
 
 import shutil
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from types import SimpleNamespace
+from typing import Any, Callable
 
 import numpy as np
 import pytest
@@ -187,6 +189,71 @@ def test_sessions_are_safe_from_many_threads(
             np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     finally:
         session.close()
+
+
+class _RunWatch:
+    """Counts the Paddle predictor builds and runs under way in this process (the predictors are real)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.now = self.most = 0
+
+    def during(self, call: Callable[[], Any]) -> Any:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        try:
+            return call()
+        finally:
+            with self.lock:
+                self.now -= 1
+
+    def build(self, inference: Any, config: Any) -> Any:
+        predictor = self.during(lambda: inference.create_predictor(config))
+        watch = self
+
+        class Watched:
+            def run(self) -> Any:
+                return watch.during(predictor.run)
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(predictor, name)
+
+        return Watched()
+
+
+def test_paddle_cpu_predictors_of_a_process_run_one_at_a_time(
+    default_version_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Paddle's oneDNN cache (bounded, so in its cache-clearing mode) is one per process and not safe for
+    runs at once, nor for a run beside a build: serving workers died of SIGSEGV in it
+    (server/runtime/paddle.py). Two networks with two predictors each, driven by eight threads on inputs
+    of ever-new shapes (each evicting cached ones) while a third session is built and closed, as a
+    worker runs its stages and loads another version: never two builds or runs at once, and every
+    output what the same input gives alone."""
+    import server.runtime.paddle as paddle_runtime
+
+    watch, inference = _RunWatch(), paddle_runtime._import_inference()
+    monkeypatch.setattr(paddle_runtime, "_import_inference", lambda: SimpleNamespace(
+        Config=inference.Config, create_predictor=lambda config: watch.build(inference, config)))
+    rng = np.random.default_rng(5)
+    work = [("det", rng.uniform(-1, 1, (1, 3, 32 * int(h), 32 * int(w))).astype(np.float32))
+            for h, w in rng.integers(2, 8, (12, 2))]
+    work += [("cls", batch) for batch in _paddle_cls_batches(rng)]
+    options = RuntimeOptions(cpu_threads=1, concurrency=2, onednn_cache_capacity=4)
+    sessions = {stage: open_session(default_version_dir / stage, options) for stage in ("det", "cls")}
+    try:
+        alone = [sessions[stage].run(batch) for stage, batch in work]
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            running = pool.map(lambda item: sessions[item[0]].run(item[1]), work * 2)
+            open_session(default_version_dir / "rec", options).close()  # a version loading, one dropped
+            together = list(running)
+        for got, expected in zip(together, alone * 2):
+            np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+        assert watch.most == 1, f"{watch.most} predictor builds or runs at once"
+    finally:
+        for session in sessions.values():
+            session.close()
 
 
 def test_paddle_predictor_is_rebuilt_past_the_memory_ceiling(

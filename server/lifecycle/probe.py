@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from server.observability.multiprocess import ENV_VAR as METRICS_DIR_VAR
 from server.repository.manifest import Manifest
 from server.runtime import RuntimeOptions
 
@@ -52,9 +54,12 @@ def probe_networks(version_dir: Path, manifest: Manifest, options: RuntimeOption
         "stages": [{"dir": spec.dir, "runtime": spec.runtime} for spec in manifest.stages.values()],
         "options": asdict(options) | {"concurrency": 1},
     }
+    # Not the workers' metrics directory: nobody reads a probe's metrics, and the gauges its imports
+    # create would stay there as files of a process that is not a worker (never marked dead).
+    env = {key: value for key, value in os.environ.items() if key != METRICS_DIR_VAR}
     try:
         done = subprocess.run([sys.executable, "-m", "server.lifecycle.probe", json.dumps(request)],
-                              capture_output=True, text=True, timeout=timeout_s)
+                              capture_output=True, text=True, timeout=timeout_s, env=env)
     except subprocess.TimeoutExpired as exc:
         raise ProbeError(f"opening the networks took longer than {timeout_s:.0f}s (probe process killed)") from exc
     if done.returncode < 0:

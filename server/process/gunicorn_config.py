@@ -10,6 +10,7 @@ and the master never initialises Paddle or CUDA (PaddleOCR #1505: all workers on
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import sys
@@ -120,7 +121,7 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Take the signals back from Paddle's import, then hold the worker out of its accept loop until its
+    """Take the signals back from Paddle's import, dump Python stacks on a fatal signal, then hold the worker out of its accept loop until its
     first model is loaded and warmed up (or none can be), so that a new worker never answers 503
     `model_not_ready` while the others could serve: on a restart (server.process.worker) and after a
     crashed worker is replaced. The master's heartbeat check is kept satisfied meanwhile."""
@@ -128,6 +129,11 @@ def post_worker_init(worker: Any) -> None:
     from server.runtime.paddle import take_back_signals
 
     take_back_signals()
+    # Paddle's handlers are gone (SIGSEGV & co are back to the default action): a crash in native code
+    # now first writes every thread's Python stack to the worker's stderr (the server log), then kills
+    # the worker by the same signal, which the master logs and replaces as before. Without the stacks a
+    # SIGSEGV in a worker only leaves an address inside a shared library in the kernel log.
+    faulthandler.enable(all_threads=True)
     lifecycle = worker.wsgi.extensions[EXTENSION_KEY].lifecycle
     started = time.monotonic()
     deadline = started + _settings.boot_wait_s

@@ -5,7 +5,19 @@ executor thread and serving threads hand it their batches (see `PaddleSession`).
 more than `options.concurrency` predictors, however many threads Gunicorn runs.
 
 The oneDNN cache is keyed by input shape; left unbounded it grows with every new image size
-(PaddleOCR #15631), hence `set_mkldnn_cache_capacity`.
+(PaddleOCR #15631), hence `set_mkldnn_cache_capacity`. That bound puts Paddle in its "cache clearing"
+mode, whose cache is one per process and not safe for predictors running at once in several threads:
+every predictor shares one list of cached shapes, so a run on a new shape evicts the objects of a shape
+another thread's run is using half-way (a NULL read in its convolution or reorder), and after each run a
+predictor counts the whole cache without the lock the others write it under
+(`OneDNNContext::GetCachedObjectsNumber`; Paddle #34554, PaddleOCR #731). Serving workers died of it
+on a loaded machine, during swaps and canaries (more predictors, and warm-ups on new shapes): the
+kernel log of three such SIGSEGVs points into `GetCachedObjectsNumber`, a oneDNN reorder and a
+convolution; with runs one at a time, a worker still died in a run while another thread built a
+predictor (a version loading after a rollback, stacks by faulthandler). So the CPU predictors of one
+process are built, run and freed one at a time (`_ONEDNN_LOCK`, handed out in turn); each run still
+uses the worker's share of the cores through its math threads, and workers are separate processes with
+caches of their own.
 
 Paddle is imported here, lazily, so that the Gunicorn master never initialises it: on GPU, CUDA must
 only ever be initialised after fork, in the worker that uses it.
@@ -13,6 +25,7 @@ only ever be initialised after fork, in the worker that uses it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -30,6 +43,32 @@ log = logging.getLogger(__name__)
 # Growth of resident memory over one run that counts as "this predictor took more memory": above the
 # noise of Python objects allocated by other threads meanwhile.
 _GROWTH_MB = 16.0
+
+
+class _TurnLock:
+    """A lock its waiters get in the order they asked for it. `threading.Lock` is not: the thread that
+    releases it and asks again at once (an executor thread with the next batch queued) usually gets it
+    back, and a stage or a version being warmed up then waits behind the other for as long as it has
+    work."""
+
+    def __init__(self) -> None:
+        self._turns = threading.Condition()
+        self._next = 0  # the ticket the next caller draws
+        self._serving = 0  # the ticket that holds the lock
+
+    def __enter__(self) -> None:
+        with self._turns:
+            ticket, self._next = self._next, self._next + 1
+            self._turns.wait_for(lambda: self._serving == ticket)
+
+    def __exit__(self, *exc: object) -> None:
+        with self._turns:
+            self._serving += 1
+            self._turns.notify_all()
+
+
+# Held while a oneDNN predictor is built, runs or is freed (see the module docstring).
+_ONEDNN_LOCK = _TurnLock()
 
 PARAMS_FILE = "inference.pdiparams"
 PROGRAM_FILES = ("inference.pdmodel", "inference.json")
@@ -130,15 +169,18 @@ class PaddleSession:
 
     def __init__(self, program: Path, params: Path, options: RuntimeOptions) -> None:
         self._program, self._params, self._options = program, params, options
-        # Each executor thread's predictor; it goes when its thread ends (close) or is dropped.
+        # Each executor thread's predictor (also in _predictors until close or a drop frees it).
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._predictors: list[Any] = []  # every live predictor, so that close() frees them under the lock
+        self._exclusive: contextlib.AbstractContextManager[Any] = (
+            _ONEDNN_LOCK if options.device != "gpu" and options.onednn else contextlib.nullcontext())
         self._executor = ThreadPoolExecutor(
             max_workers=options.concurrency, thread_name_prefix=f"paddle-{program.parent.name}"
         )
         try:
             # Build the first predictor now, so that unreadable files fail the load, not a request.
-            first = self._executor.submit(self._predictor).result()
+            first = self._executor.submit(self._build_first).result()
         except BaseException:
             self._executor.shutdown(wait=False)
             raise
@@ -146,17 +188,28 @@ class PaddleSession:
         self._output_name = first.get_output_names()[0]
         self.rebuilds = 0  # predictors dropped for the memory ceiling
 
+    def _build_first(self) -> Any:
+        with self._exclusive:
+            return self._predictor()
+
     def _predictor(self) -> Any:
-        """This executor thread's predictor, built on first use."""
+        """This executor thread's predictor, built on first use (under the oneDNN lock: a build beside a
+        run crashed a worker, see the module docstring)."""
         predictor = getattr(self._local, "predictor", None)
         if predictor is None:
             config = _make_config(self._program, self._params, self._options)
             predictor = _import_inference().create_predictor(config)
             self._local.predictor = predictor
+            with self._lock:
+                self._predictors.append(predictor)
             self._local.largest = 0  # elements of the largest input this predictor has run
         return predictor
 
     def _run_here(self, batch: np.ndarray) -> np.ndarray:
+        with self._exclusive:  # copying out may run a oneDNN reorder too
+            return self._run_exclusive(batch)
+
+    def _run_exclusive(self, batch: np.ndarray) -> np.ndarray:
         predictor = self._predictor()
         handle = predictor.get_input_handle(self._input_name)
         handle.reshape(batch.shape)
@@ -177,9 +230,10 @@ class PaddleSession:
         """Drop this thread's predictor, and with it the memory its largest inputs left behind."""
         from server.observability.metrics import PREDICTOR_REBUILDS
 
-        self._local.predictor = None
         with self._lock:
+            self._predictors.remove(self._local.predictor)
             self.rebuilds += 1
+        self._local.predictor = None  # freed once this run returns, still under the oneDNN lock
         network = self._program.parent.name
         PREDICTOR_REBUILDS.labels(network=network).inc()
         log.warning("worker memory over %d MB after a %s batch %s: its predictor will be rebuilt",
@@ -189,6 +243,9 @@ class PaddleSession:
         return self._executor.submit(self._run_here, batch).result()
 
     def close(self) -> None:
-        """Stop the executor threads: each thread's predictor, and the memory Paddle holds for it, goes
-        with its thread's local storage."""
+        """Stop the executor threads, then free the predictors (and the memory Paddle holds for them)
+        under the oneDNN lock: freeing one clears its part of the process's oneDNN cache."""
         self._executor.shutdown(wait=True)
+        with self._exclusive:
+            with self._lock:
+                self._predictors.clear()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import requests
+
+if TYPE_CHECKING:
+    from tests.support.load import Outcome
 
 
 @dataclass
@@ -32,3 +37,17 @@ def scrape(url: str) -> Scrape:
     response = requests.get(url, timeout=60)
     response.raise_for_status()
     return Scrape.parse(response.text)
+
+
+Gap = dict[tuple[str, str], tuple[int, float]]  # (status, model version) -> (answered, counted)
+
+
+def uncounted_answers(metrics: Scrape, outcomes: list["Outcome"]) -> tuple[Gap, float]:
+    """Compare `ocr_requests_total` with what clients were answered, by (status, model version): the
+    keys with fewer requests counted than answered, and how many more were counted
+    than answered in all (requests a killed worker counted but could not send)."""
+    counted = {(labels["status"], labels["model_version"]): value
+               for labels, value in metrics.select("ocr_requests_total")}
+    answered = Counter((str(o.status), o.version or "none") for o in outcomes if o.status is not None)
+    short = {key: (count, counted.get(key, 0.0)) for key, count in answered.items() if counted.get(key, 0.0) < count}
+    return short, sum(counted.values()) - sum(answered.values())
