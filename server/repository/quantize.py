@@ -63,6 +63,9 @@ from server.runtime.base import OPENVINO_PRECISION, PADDLE, ModelFilesError, det
 from server.runtime.onnx import find_onnx_model
 from server.runtime.openvino import IR_FILE
 
+# What `stages` defaults to. Detection only: int8 recognition read worse on the dev receipts for every
+# family tried, and no faster (bench/RESULTS.md, "Int8"); `--stages det,rec` asks for it anyway.
+DEFAULT_STAGES = ("det",)
 MIN_OPSET = 13
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MAX_CALIBRATION_PIXELS = 40_000_000
@@ -237,7 +240,7 @@ def quantize_version(repo: ModelRepository, source: str, calibration: Path, stag
                      version: str | None = None, created_by: str = "ocr-server models quantize",
                      finalize: Callable[[Path], object] | None = None,
                      options: RuntimeOptions | None = None) -> Path:
-    """Publish `source` with `stages` (all of its stages by default) quantized to int8 as `version`
+    """Publish `source` with `stages` (`DEFAULT_STAGES` by default) quantized to int8 as `version`
     (`default_version_name` by default); returns the new version's directory. `finalize` runs on the
     finished copy before it is renamed into place (signing), as for `publish`."""
     source_dir = repo.version_dir(source)
@@ -250,7 +253,7 @@ def quantize_version(repo: ModelRepository, source: str, calibration: Path, stag
     problems = verify_files(source_dir, manifest)
     if problems:
         raise QuantizeError(f"{source} does not verify: " + "; ".join(problems[:5]))
-    chosen = list(manifest.stages) if stages is None else stages
+    chosen = [s for s in DEFAULT_STAGES if s in manifest.stages] if stages is None else stages
     unknown = [s for s in chosen if s not in manifest.stages]
     if not chosen or unknown or len(set(chosen)) != len(chosen):
         raise QuantizeError(f"--stages {','.join(chosen)}: name each of {source}'s stages at most once "
@@ -259,8 +262,8 @@ def quantize_version(repo: ModelRepository, source: str, calibration: Path, stag
     parse_version(target)
     if repo.version_dir(target).exists():
         raise QuantizeError(f"version {target} already exists; name another with --version")
-    models = _quantizable(source_dir, manifest, chosen, repo)
     calib = load_calibration_set(calibration)
+    models = _quantizable(source_dir, manifest, chosen, repo)
     options = options or RuntimeOptions(cpu_threads=os.cpu_count() or 1)
     inputs = collect_inputs(source_dir, manifest, calib.images, options)
     empty = [s for s in chosen if not inputs.get(s)]
