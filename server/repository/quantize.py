@@ -63,8 +63,9 @@ from server.runtime.base import OPENVINO_PRECISION, PADDLE, ModelFilesError, det
 from server.runtime.onnx import find_onnx_model
 from server.runtime.openvino import IR_FILE
 
-# What `stages` defaults to. Detection only: int8 recognition read worse on the dev receipts for every
-# family tried, and no faster (bench/RESULTS.md, "Int8"); `--stages det,rec` asks for it anyway.
+# What `stages` defaults to. Detection only: int8 recognition cost far more CER on the dev receipts than
+# int8 detection, for every family tried (bench/RESULTS.md, "Int8 versions"); `--stages det,rec` asks
+# for it anyway.
 DEFAULT_STAGES = ("det",)
 MIN_OPSET = 13
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
