@@ -1,4 +1,4 @@
-"""`ocr-server models ...`: install, list, publish, sign and verify versions of the repository."""
+"""`ocr-server models ...`: install, list, publish, quantize, sign and verify versions of the repository."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from server.cli.settings import settings_with
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
+
+    from server.config import Settings
+    from server.repository.layout import ModelRepository
 
 
 def cmd_install_default(args: argparse.Namespace) -> int:
@@ -99,24 +102,17 @@ def _signing_key(path: Path, password_file: Path | None) -> "EllipticCurvePrivat
     return load_private_key(path, password)
 
 
-def cmd_publish(args: argparse.Namespace) -> int:
-    from server.governance.audit import audit_log_from_settings
+def _publish_finalize(args: argparse.Namespace, settings: "Settings", repo: "ModelRepository",
+                      signed: list[str]) -> Callable[[Path], None]:
+    """What runs on a finished copy before it is renamed into place: sign it with `--sign-key` (key ids
+    go to `signed`); when signatures are required, refuse what the server would refuse."""
     from server.governance.signing import sign_directory
-    from server.governance.trust import TrustConfigError
-    from server.governance.verify import SignatureChecker, version_digest
-    from server.repository.card import CardError, load_card
-    from server.repository.layout import ModelRepository, VersionNameError
-    from server.repository.publish import PublishError, default_publisher, publish
+    from server.governance.verify import SignatureChecker
+    from server.repository.publish import PublishError
 
-    settings = settings_with(args)
-    repo = ModelRepository(settings.model_repo, settings.pipeline_name)
-    audit = audit_log_from_settings(settings)
-    actor = f"cli:{default_publisher()}"
-    signed: list[str] = []
-    key: EllipticCurvePrivateKey | None = None
+    key = _signing_key(args.sign_key, args.password_file) if args.sign_key else None
 
     def finalize(staging: Path) -> None:
-        """Sign the finished copy; when signatures are required, refuse what the server would refuse."""
         if key is not None:
             signed.append(sign_directory(staging, key, name=args.version).key_id)
         if settings.require_signature:
@@ -126,9 +122,25 @@ def cmd_publish(args: argparse.Namespace) -> int:
                                    f"({status.problem.value if status.problem else ''}: {status.reason}); "
                                    "sign with --sign-key, with a key OCR_TRUSTED_KEYS trusts for this pipeline")
 
+    return finalize
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from server.governance.audit import audit_log_from_settings
+    from server.governance.trust import TrustConfigError
+    from server.governance.verify import version_digest
+    from server.repository.card import CardError, load_card
+    from server.repository.layout import ModelRepository, VersionNameError
+    from server.repository.publish import PublishError, default_publisher, publish
+
+    settings = settings_with(args)
+    repo = ModelRepository(settings.model_repo, settings.pipeline_name)
+    audit = audit_log_from_settings(settings)
+    actor = f"cli:{default_publisher()}"
+    signed: list[str] = []
     try:
         card = load_card(args.card) if args.card else None
-        key = _signing_key(args.sign_key, args.password_file) if args.sign_key else None
+        finalize = _publish_finalize(args, settings, repo, signed)
         target = publish(args.src, repo, args.version, card=card, finalize=finalize)
     except (PublishError, VersionNameError, CardError, TrustConfigError, OSError) as exc:
         audit.append("publish", actor=actor, version=args.version, result="failed", reason=str(exc))
@@ -139,6 +151,41 @@ def cmd_publish(args: argparse.Namespace) -> int:
     audit.append("publish", actor=actor, version=args.version, version_digest=digest, source=str(args.src.resolve()),
                  key_id=key_id)
     print(json.dumps({"version": args.version, "path": str(target), "version_digest": digest, "key_id": key_id}))
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    """Publish an int8 copy of an ONNX version as a new version (server.repository.quantize)."""
+    from server.governance.audit import audit_log_from_settings
+    from server.governance.trust import TrustConfigError
+    from server.governance.verify import version_digest
+    from server.repository.layout import ModelRepository, VersionNameError
+    from server.repository.publish import PublishError, default_publisher
+    from server.repository.quantize import QuantizeError, default_version_name, quantize_version
+
+    settings = settings_with(args)
+    repo = ModelRepository(settings.model_repo, settings.pipeline_name)
+    audit = audit_log_from_settings(settings)
+    actor = f"cli:{default_publisher()}"
+    signed: list[str] = []
+    stages = [s.strip() for s in args.stages.split(",")] if args.stages is not None else None
+    try:
+        args.version = args.version or default_version_name(args.source)
+        finalize = _publish_finalize(args, settings, repo, signed)
+        target = quantize_version(repo, args.source, args.calibration, stages=stages, version=args.version,
+                                  created_by=f"{default_publisher()} via ocr-server models quantize",
+                                  finalize=finalize)
+    except (QuantizeError, PublishError, VersionNameError, TrustConfigError, OSError) as exc:
+        audit.append("quantize", actor=actor, version=args.version, result="failed", reason=str(exc),
+                     source_version=args.source)
+        print(f"ocr-server: cannot quantize {args.source}: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, (QuantizeError, VersionNameError)) else 1
+    digest = version_digest(target)
+    key_id = signed[0] if signed else None
+    audit.append("quantize", actor=actor, version=args.version, version_digest=digest, source_version=args.source,
+                 key_id=key_id)
+    print(json.dumps({"version": args.version, "path": str(target), "version_digest": digest, "key_id": key_id,
+                      "source_version": args.source}))
     return 0
 
 
@@ -227,6 +274,18 @@ def add_parsers(models_sub: "argparse._SubParsersAction[argparse.ArgumentParser]
     publishing.add_argument("--sign-key", type=Path, help="sign the version with this PEM private key (ECDSA P-256)")
     publishing.add_argument("--password-file", type=Path, help="file holding the signing key's password")
     publishing.set_defaults(func=cmd_publish)
+    quantizing = models_sub.add_parser(
+        "quantize", help="publish an int8 copy of an ONNX version as a new version, calibrated on a folder of "
+                         "images (the quality gate judges it like any other)")
+    quantizing.add_argument("source", metavar="VERSION", help="the ONNX version to quantize, e.g. 3.1.0-ppocrv6_small")
+    quantizing.add_argument("--calibration", type=Path, required=True,
+                            help="folder of .png/.jpg pages like the ones served (not the golden set)")
+    quantizing.add_argument("--stages", help="comma-separated stages to quantize (default: det; e.g. det,rec)")
+    quantizing.add_argument("--version", help="new version name (default: VERSION with _int8 added to its label)")
+    quantizing.add_argument("--model-repo", type=Path)
+    quantizing.add_argument("--sign-key", type=Path, help="sign the version with this PEM private key (ECDSA P-256)")
+    quantizing.add_argument("--password-file", type=Path, help="file holding the signing key's password")
+    quantizing.set_defaults(func=cmd_quantize)
     signing = models_sub.add_parser("sign", help="sign a version directory (OpenSSF model-signing bundle, model.sig)")
     signing.add_argument("version_dir", type=Path, metavar="VERSION_DIR")
     signing.add_argument("--key", type=Path, required=True, help="PEM private key (ECDSA P-256, P-384 or P-521)")

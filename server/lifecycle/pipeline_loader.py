@@ -33,14 +33,12 @@ from server.lifecycle.probe import ProbeCrash, ProbeError, network_digest, probe
 from server.lifecycle.verdicts import VerdictStore
 from server.observability.metrics import MODEL_LOAD_DURATION
 from server.pipeline import OcrPipeline
-from server.pipeline.cls import AngleClassifier
-from server.pipeline.det import TextDetector
-from server.pipeline.rec import TextRecognizer, load_charset
 from server.quality.gate import GatePolicyError
-from server.repository.family import FamilyError, resolve_settings
+from server.repository.assembly import open_pipeline
+from server.repository.family import FamilyError
 from server.repository.layout import ModelRepository
 from server.repository.manifest import Manifest, ManifestError, read_manifest, verify_files
-from server.runtime import InferenceSession, RuntimeOptions, open_session
+from server.runtime import RuntimeOptions
 
 # (height, width) of the synthetic pages used to warm up: portrait receipt, landscape, small photo.
 WARMUP_SHAPES = ((960, 480), (480, 800), (320, 320))
@@ -57,31 +55,13 @@ def _warmup_page(height: int, width: int) -> np.ndarray:
 
 
 def build_pipeline(version_dir: Path, manifest: Manifest, options: RuntimeOptions) -> OcrPipeline:
-    """Open each stage's network and assemble the pipeline; closes what it opened if a stage fails."""
+    """Open each stage's network and assemble the pipeline (`open_pipeline`), as a LoadFailure if it cannot."""
     try:
-        settings = resolve_settings(version_dir, manifest)
+        return open_pipeline(version_dir, manifest, options)
     except FamilyError as exc:
         raise LoadFailure("load_error", f"bad settings: {exc}") from exc
-    opened: list[InferenceSession] = []
-
-    def open_stage(name: str) -> InferenceSession:
-        spec = manifest.stages[name]
-        session = open_session(version_dir / spec.dir, options, spec.runtime)
-        opened.append(session)
-        return session
-
-    try:
-        rec_spec = manifest.stages["rec"]
-        assert rec_spec.dict is not None  # the manifest schema requires it
-        charset = load_charset(version_dir / rec_spec.dict, settings.rec.use_space_char)
-        detector = TextDetector(open_stage("det"))
-        classifier = AngleClassifier(open_stage("cls")) if "cls" in manifest.stages else None
-        recognizer = TextRecognizer(open_stage("rec"), charset)
     except Exception as exc:  # Paddle raises many types for corrupt files; all mean "cannot load"
-        for session in opened:
-            session.close()
         raise LoadFailure("load_error", f"cannot build pipeline: {type(exc).__name__}: {exc}") from exc
-    return OcrPipeline(detector, classifier, recognizer, settings)
 
 
 def warm_up(pipeline: OcrPipeline, shapes: tuple[tuple[int, int], ...] = WARMUP_SHAPES) -> None:
