@@ -33,6 +33,7 @@ from server.lifecycle.probe import ProbeCrash, ProbeError, network_digest, probe
 from server.lifecycle.verdicts import VerdictStore
 from server.observability.metrics import MODEL_LOAD_DURATION
 from server.pipeline import OcrPipeline
+from server.pipeline.batching import BatchPolicy, RecognitionBatcher
 from server.pipeline.cls import AngleClassifier
 from server.pipeline.det import TextDetector
 from server.pipeline.rec import TextRecognizer, load_charset
@@ -81,7 +82,12 @@ def build_pipeline(version_dir: Path, manifest: Manifest, options: RuntimeOption
         for session in opened:
             session.close()
         raise LoadFailure("load_error", f"cannot build pipeline: {type(exc).__name__}: {exc}") from exc
-    return OcrPipeline(detector, classifier, recognizer, settings)
+    batcher = None
+    if options.rec_batch_wait_ms > 0:
+        batcher = RecognitionBatcher(recognizer, BatchPolicy(
+            wait_s=options.rec_batch_wait_ms / 1000, max_lines=options.rec_batch_max,
+            max_requests=options.request_threads, runners=options.concurrency))
+    return OcrPipeline(detector, classifier, recognizer, settings, batcher)
 
 
 def warm_up(pipeline: OcrPipeline, shapes: tuple[tuple[int, int], ...] = WARMUP_SHAPES) -> None:
