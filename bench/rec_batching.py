@@ -8,6 +8,11 @@ and how many requests a recognition round held on average (`ocr_rec_round_reques
 
     PYTHONPATH=. .venv/bin/python -m bench.rec_batching --model-repo /tmp/speed-models \
         --version 3.1.0-ppocrv6_small --waits 0,2,50 --clients 1,4,8 --requests 16 --rounds 2
+
+`--in-process K,...` measures instead what a round can save at best, without HTTP or queueing: the line
+crops of the receipts (detected, turned as the classifier says) recognised receipt by receipt against in
+rounds of K receipts (what a full round of K requests runs), alternating which goes first, in process CPU
+seconds with one math thread; and whether every line reads the same both ways.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import argparse
 import json
 import shutil
 import tempfile
+import time
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 
 from bench.cli import ROOT, add_common_args, data_dir
@@ -45,6 +52,54 @@ def trial(server: RunningServer, bodies: list[bytes], clients: int) -> dict[str,
             "requests_per_round": (held_after - held_before) / rounds if rounds else 0.0}
 
 
+def in_process(args: argparse.Namespace, bodies: list[bytes], sizes: list[int]) -> int:
+    import cv2
+
+    from server.documents.decode import decode_image
+    from server.lifecycle.pipeline_loader import load_version
+    from server.pipeline.imageops import crop_line
+    from server.repository.layout import ModelRepository
+    from server.runtime import RuntimeOptions
+
+    model = load_version(ModelRepository(args.model_repo), args.version, RuntimeOptions(cpu_threads=1, concurrency=1))
+    pipeline, settings = model.pipeline, model.pipeline.settings
+    receipts = []
+    for body in bodies:
+        image = decode_image(body, 10**9)
+        crops = [crop_line(image, box) for box in pipeline.detector.detect(image, settings.det)]
+        if crops and pipeline.classifier is not None:
+            angles = pipeline.classifier.orient(crops, settings.cls).angles
+            crops = [cv2.rotate(c, cv2.ROTATE_180) if a == 180 else c for c, a in zip(crops, angles)]
+        receipts.append(crops)
+    rec_settings = settings.rec
+    if args.batch_max:
+        rec_settings = replace(rec_settings, batch_size=args.batch_max,
+                               max_batch_width=rec_settings.max_batch_width * args.batch_max // rec_settings.batch_size)
+    rows = []
+    for size in sizes:
+        alone_s = rounds_s = 0.0
+        same = lines = 0
+        for n, first in enumerate(range(0, len(receipts), size)):
+            group = receipts[first:first + size]
+            for order in ((0, 1) if n % 2 == 0 else (1, 0)):
+                start = time.process_time()
+                if order == 0:
+                    alone = [r for crops in group for r in pipeline.recognizer.recognize(crops, settings.rec)]
+                    alone_s += time.process_time() - start
+                else:
+                    merged = pipeline.recognizer.recognize([c for crops in group for c in crops], rec_settings)
+                    rounds_s += time.process_time() - start
+            same += sum(a[0] == b[0] for a, b in zip(alone, merged))
+            lines += len(alone)
+        rows.append([size, args.batch_max or rec_settings.batch_size, f"{alone_s:.1f}", f"{rounds_s:.1f}",
+                     f"{rounds_s / alone_s:.3f}", f"{same}/{lines}"])
+        print(f"  rounds of {size}: {alone_s:.1f} s alone, {rounds_s:.1f} s in rounds", flush=True)
+    model.close()
+    print_table(["receipts / round", "lines / run", "rec CPU s, each alone", "rec CPU s, in rounds",
+                 "rounds / alone", "lines read the same"], rows)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_common_args(parser)
@@ -54,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=8, help="threads of the one worker")
     parser.add_argument("--requests", type=int, default=16, help="requests per trial")
     parser.add_argument("--rounds", type=int, default=2, help="trials per setting and level (order alternates)")
+    parser.add_argument("--in-process", default="", help="receipts per round, e.g. 4,8: recognition CPU only")
     parser.add_argument("--memory-ceiling-mb", type=int, default=3072, help="OCR_MEMORY_CEILING_MB of each server")
     args = parser.parse_args(argv)
     if args.version is None:
@@ -61,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
 
     receipts = load_dataset(data_dir(args), args.limit)
     bodies = [r.image_path.read_bytes() for r in receipts]
+    if args.in_process:
+        return in_process(args, bodies, [int(k) for k in args.in_process.split(",")])
     work = [bodies[i % len(bodies)] for i in range(args.requests)]
     waits = [float(w) for w in args.waits.split(",")]
     levels = [int(c) for c in args.clients.split(",")]
