@@ -98,6 +98,13 @@ class Settings:
     # A worker's resident memory (MB) past which a Paddle predictor that has just run is dropped and
     # rebuilt (~0.5 s): predictors keep the memory of the largest input they ran. 0 never rebuilds.
     memory_ceiling_mb: int = field(default=4096, metadata={"env": "OCR_MEMORY_CEILING_MB", "min": 0})
+    # Cross-request batching of recognition (server.pipeline.batching): how long (ms) the first request
+    # of a round waits for others' line crops when recognition is idle; 0 is off (each request batches
+    # its own crops). Off by default: measured in bench/RESULTS.md, "Cross-request recognition batching".
+    rec_batch_wait_ms: float = field(default=0.0, metadata={"env": "OCR_REC_BATCH_WAIT_MS", "min": 0.0})
+    # Line crops in one recognition run when batching is on (the width budget grows alike); 0: the
+    # version's own batch size. A GPU wants more than a CPU.
+    rec_batch_max: int = field(default=0, metadata={"env": "OCR_REC_BATCH_MAX", "min": 0})
 
     max_body_bytes: int = field(default=20 * 1024 * 1024, metadata={"env": "OCR_MAX_BODY_BYTES", "min": 1})
     # Seconds a request body may take to arrive, once the headers are in, before it is answered 408

@@ -47,6 +47,9 @@ def runtime_options(settings: Settings, slot: int) -> RuntimeOptions:
         concurrency=settings.effective_inference_concurrency,
         # RSS says nothing of GPU memory, and a CUDA process starts with gigabytes of it mapped.
         memory_ceiling_mb=settings.memory_ceiling_mb if settings.device == "cpu" else 0,
+        rec_batch_wait_ms=settings.rec_batch_wait_ms,
+        rec_batch_max=settings.rec_batch_max,
+        request_threads=settings.threads,
     )
 
 

@@ -83,6 +83,15 @@ PREDICTOR_REBUILDS = Counter(
     "Paddle predictors dropped and rebuilt because the worker's memory passed OCR_MEMORY_CEILING_MB.",
     ["network"],
 )
+# Cross-request batching of recognition (OCR_REC_BATCH_WAIT_MS): how full its rounds are.
+REC_ROUND_REQUESTS = Histogram(
+    "ocr_rec_round_requests", "Requests whose line crops shared one recognition round (batching on).",
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 32),
+)
+REC_ROUND_LINES = Histogram(
+    "ocr_rec_round_lines", "Line crops recognised in one round (batching on).",
+    buckets=(1, 4, 8, 16, 32, 64, 128, 256, 512),
+)
 MODEL_GOLDEN_CER = Gauge(
     "ocr_model_golden_cer", "Character error rate of a version on the quality-gate golden set.",
     ["version"], multiprocess_mode="mostrecent",

@@ -1,6 +1,8 @@
 """The OCR pipeline of one model version: detect -> crop -> classify angle -> recognise.
 
 Doubtful lines (server.pipeline.cls.decide) are recognised both ways up in the same batches as the rest.
+With a `batcher` (OCR_REC_BATCH_WAIT_MS), the crops of concurrent requests share recognition batches
+(server.pipeline.batching); without one, each request's crops are batched on their own.
 
 An `OcrPipeline` is immutable once built and safe to call from many threads (its sessions pool their
 predictors), which is what lets the lifecycle manager hand the same object to concurrent requests and
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from server.pipeline.batching import RecognitionBatcher
 from server.pipeline.cls import AngleClassifier, Orientation
 from server.pipeline.det import TextDetector
 from server.pipeline.imageops import crop_line
@@ -28,6 +31,7 @@ class OcrPipeline:
     classifier: AngleClassifier | None  # a version may ship without an angle classifier
     recognizer: TextRecognizer
     settings: PipelineSettings
+    batcher: RecognitionBatcher | None = None  # cross-request recognition batches; None: per request
 
     def run(self, image: np.ndarray, options: RequestOptions | None = None) -> ImageResult:
         """OCR one BGR uint8 image (H, W, 3)."""
@@ -65,7 +69,7 @@ class OcrPipeline:
         `reread_margin` more confident than the first."""
         turned = [cv2.rotate(c, cv2.ROTATE_180) if a == 180 else c for c, a in zip(crops, orientation.angles)]
         extra = [cv2.rotate(turned[i], cv2.ROTATE_180) for i in orientation.doubtful]
-        read = self.recognizer.recognize(turned + extra, settings.rec)
+        read = (self.batcher or self.recognizer).recognize(turned + extra, settings.rec)
         angles = list(orientation.angles)
         for k, i in enumerate(orientation.doubtful):
             other = read[len(crops) + k]
@@ -75,6 +79,9 @@ class OcrPipeline:
         return read[: len(crops)], angles
 
     def close(self) -> None:
+        """Close the batcher first: once it returns, none of its runners can run a session again."""
+        if self.batcher is not None:
+            self.batcher.close()
         sessions = [self.detector.session, self.recognizer.session]
         if self.classifier is not None:
             sessions.append(self.classifier.session)

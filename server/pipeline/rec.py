@@ -13,6 +13,7 @@ from server.runtime.base import InferenceSession
 
 _HALF = (0.5, 0.5, 0.5)
 BLANK = 0  # CTC's blank symbol is class 0; the dictionary's characters follow it
+Reading = tuple[str, float]  # a line's text and its mean character confidence
 
 
 def load_charset(path: Path, use_space_char: bool) -> list[str]:
@@ -28,7 +29,7 @@ def load_charset(path: Path, use_space_char: bool) -> list[str]:
     return ["<blank>", *chars, *([" "] if use_space_char else [])]
 
 
-def ctc_greedy_decode(probs: np.ndarray, charset: list[str]) -> list[tuple[str, float]]:
+def ctc_greedy_decode(probs: np.ndarray, charset: list[str]) -> list[Reading]:
     """(N, T, C) class probabilities -> (text, mean probability of the kept characters) per row.
 
     Greedy CTC: take the best class per time step, collapse repeats, drop blanks.
@@ -100,12 +101,15 @@ class TextRecognizer:
             normalize(resized, _HALF, _HALF, out=batch[k, :, :, : resized.shape[1]])
         return batch
 
-    def recognize(self, crops: list[np.ndarray], settings: RecSettings) -> list[tuple[str, float]]:
+    def read_batch(self, crops: list[np.ndarray], width: int, settings: RecSettings) -> list[Reading]:
+        """Read one batch of crops padded to `width` (one network run)."""
+        probs = self.session.run(self._batch(crops, width, settings.image_shape[1]))
+        return ctc_greedy_decode(probs, self.charset)
+
+    def recognize(self, crops: list[np.ndarray], settings: RecSettings) -> list[Reading]:
         """Read each crop, in batches of similar width (see `plan_batches`)."""
-        height = settings.image_shape[1]
-        results: list[tuple[str, float]] = [("", 0.0)] * len(crops)
+        results: list[Reading] = [("", 0.0)] * len(crops)
         for width, chosen in plan_batches([aspect_ratio(crop) for crop in crops], settings):
-            probs = self.session.run(self._batch([crops[i] for i in chosen], width, height))
-            for i, decoded in zip(chosen, ctc_greedy_decode(probs, self.charset)):
+            for i, decoded in zip(chosen, self.read_batch([crops[i] for i in chosen], width, settings)):
                 results[i] = decoded
         return results

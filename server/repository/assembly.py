@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from server.pipeline import OcrPipeline
+from server.pipeline.batching import BatchPolicy, RecognitionBatcher
 from server.pipeline.cls import AngleClassifier
 from server.pipeline.det import TextDetector
 from server.pipeline.rec import TextRecognizer, load_charset
@@ -48,4 +49,9 @@ def open_pipeline(version_dir: Path, manifest: Manifest, options: RuntimeOptions
         for session in opened:
             session.close()
         raise
-    return OcrPipeline(detector, classifier, recognizer, settings)
+    batcher = None
+    if options.rec_batch_wait_ms > 0:  # cross-request batching (server.pipeline.batching), off by default
+        batcher = RecognitionBatcher(recognizer, BatchPolicy(
+            wait_s=options.rec_batch_wait_ms / 1000, max_lines=options.rec_batch_max,
+            max_requests=options.request_threads, runners=options.concurrency))
+    return OcrPipeline(detector, classifier, recognizer, settings, batcher)

@@ -49,6 +49,13 @@ class RuntimeOptions:
     onednn_cache_capacity: int = 16
     concurrency: int = 1  # predictors per network: requests of one worker that may run it at once
     memory_ceiling_mb: int = 0  # worker RSS past which a Paddle predictor that just ran is rebuilt; 0: never
+    # Cross-request batching of recognition (server.pipeline.batching), carried here so that every path
+    # that builds a pipeline from these options builds it alike: how long a round waits for more
+    # requests (0: off, each request batches its own crops), crops per run (0: the version's), and
+    # the request threads of the worker (a round with that many requests cannot grow).
+    rec_batch_wait_ms: float = 0.0
+    rec_batch_max: int = 0
+    request_threads: int = 1
 
 
 class ModelFilesError(ValueError):
