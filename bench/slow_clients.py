@@ -31,9 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.lifecycle import load_image  # noqa: E402
 from tests.support.load import LoadGenerator, percentile  # noqa: E402
-from tests.support.server import DEFAULT_VERSION, copy_version, gunicorn_server  # noqa: E402
+from tests.support.server import PADDLE_VERSION, copy_version, gunicorn_server  # noqa: E402
 
-DEFAULT_VERSION_DIR = ROOT / "models" / "ppocr" / DEFAULT_VERSION
+PADDLE_VERSION_DIR = ROOT / "models" / "ppocr" / PADDLE_VERSION
 
 
 def _status(sock: socket.socket) -> str:
@@ -118,7 +118,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-slow-"))
-    copy_version(DEFAULT_VERSION_DIR, work / "models", DEFAULT_VERSION)
+    copy_version(PADDLE_VERSION_DIR, work / "models", PADDLE_VERSION)
     with gunicorn_server(work / "models", work / "logs", workers=2, threads=2) as server:
         results = [phase(server.url, server.port, args.clients, args.seconds, args.slow, kind)
                    for kind in (None, "slow-body", "idle-keepalive")]

@@ -31,9 +31,9 @@ from server.repository.layout import ModelRepository  # noqa: E402
 from server.repository.publish import publish  # noqa: E402
 from tests.support.lifecycle import expect_versions, expected_text, load_image  # noqa: E402
 from tests.support.load import LoadGenerator, percentile  # noqa: E402
-from tests.support.server import DEFAULT_VERSION, RunningServer, gunicorn_server, rss_bytes  # noqa: E402
+from tests.support.server import PADDLE_VERSION, RunningServer, gunicorn_server, rss_bytes  # noqa: E402
 
-DEFAULT_VERSION_DIR = ROOT / "models" / "ppocr" / DEFAULT_VERSION
+PADDLE_VERSION_DIR = ROOT / "models" / "ppocr" / PADDLE_VERSION
 
 
 def server_rss_mb(server: RunningServer) -> float:
@@ -75,12 +75,12 @@ def main() -> int:
     parser.add_argument("--interval-s", type=float, default=30.0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "soak.json")
     args = parser.parse_args()
-    if not (DEFAULT_VERSION_DIR / "manifest.json").exists():
-        parser.error(f"{DEFAULT_VERSION_DIR} is missing: run `make models` first")
+    if not (PADDLE_VERSION_DIR / "manifest.json").exists():
+        parser.error(f"{PADDLE_VERSION_DIR} is missing: run `make models` first")
 
     work = Path(tempfile.mkdtemp(prefix="bench-soak-"))
     repo = ModelRepository(work / "models")
-    publish(DEFAULT_VERSION_DIR, repo, "1.0.0", created_by="bench/soak.py")
+    publish(PADDLE_VERSION_DIR, repo, "1.0.0", created_by="bench/soak.py")
     expected = {"1.0.0": expected_text(0)}
     env = {"OCR_STATE_DIR": str(work / "state"), "OCR_MODEL_POLL_S": "2", "OCR_MODEL_DEBOUNCE_S": "0.5"}
     series: list[dict] = []
@@ -99,7 +99,7 @@ def main() -> int:
             if now >= next_swap and now < end:
                 version = f"1.0.{len(swaps) + 1}"
                 expected[version] = expected_text(0)
-                publish(DEFAULT_VERSION_DIR, repo, version, created_by="bench/soak.py")
+                publish(PADDLE_VERSION_DIR, repo, version, created_by="bench/soak.py")
                 swaps.append(now - began)
                 next_swap += args.swap_every_s
             done = [o for o in load.outcomes if mark <= o.ended < now]

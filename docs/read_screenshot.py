@@ -16,13 +16,13 @@ from pathlib import Path
 from server.repository.install import install_default
 from server.repository.layout import ModelRepository
 from tests.support.browser import chromium
-from tests.support.server import DEFAULT_VERSION, ROOT, copy_version, gunicorn_server
+from tests.support.server import PADDLE_VERSION, ROOT, copy_version, gunicorn_server
 
 
 def main(receipt: Path, out: Path) -> None:
     with tempfile.TemporaryDirectory() as work:
         root = Path(work) / "models"
-        copy_version(install_default(ModelRepository(ROOT / "models")), root, DEFAULT_VERSION)
+        copy_version(install_default(ModelRepository(ROOT / "models")), root, PADDLE_VERSION)
         with gunicorn_server(root, Path(work) / "logs", workers=1, threads=2) as server, chromium() as browser:
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
             page.goto(f"{server.url}/ui/")

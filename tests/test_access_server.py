@@ -34,10 +34,10 @@ from tests.governance_support import (AUDIENCE, EXPECTED, ISSUER, LETTER, Listen
 from tests.support.images import encode, render_text
 from tests.support.lifecycle import audit_lines, wait_for
 from tests.support.metrics import scrape
-from tests.support.server import DEFAULT_VERSION, ROOT, RunningServer, copy_version, gunicorn_server
+from tests.support.server import PADDLE_VERSION, ROOT, RunningServer, copy_version, gunicorn_server
 
 ADMIN_TOKEN = "access-admin-token"
-V = DEFAULT_VERSION
+V = PADDLE_VERSION
 KEYS = {name: f"ocrk_test_{name}" for name in ("viewer", "submitter", "releaser", "auditor", "client", "admin",
                                                "dual", "releaser2")}
 ROLES = {"viewer": ["viewer"], "submitter": ["submitter"], "releaser": ["releaser"], "auditor": ["auditor"],

@@ -26,7 +26,7 @@ from tests.support.images import (
     transparent_text_png,
     truncated,
 )
-from tests.support.server import DEFAULT_VERSION, RunningServer, gunicorn_server
+from tests.support.server import PADDLE_VERSION, RunningServer, gunicorn_server
 
 LINES = ["TAX INVOICE 5512", "GST 6.15"]
 PAGE = render_text(LINES)
@@ -127,7 +127,7 @@ def test_bad_request_gets_a_json_error(shared_server: RunningServer, workers_bef
     body = response.json()
     assert body["error"] == case.code and body["message"]
     assert body["request_id"] == response.headers["X-Request-Id"]
-    assert response.headers["X-Model-Version"] == DEFAULT_VERSION
+    assert response.headers["X-Model-Version"] == PADDLE_VERSION
     if case.status == 405:
         assert "POST" in response.headers["Allow"]
 

@@ -35,7 +35,7 @@ from tests.support.pdfs import (
     truncated_pdf,
     zero_page_pdf,
 )
-from tests.support.server import DEFAULT_VERSION, RunningServer
+from tests.support.server import PADDLE_VERSION, RunningServer
 
 PAGES = [receipt_lines(k) for k in range(3)]
 IMAGES = [render_text(lines) for lines in PAGES]
@@ -61,7 +61,7 @@ def post(server: RunningServer, data: bytes, content_type: str = "application/pd
 
 def results_of(response: requests.Response) -> list[dict[str, Any]]:
     assert response.status_code == 200, response.text
-    assert response.headers["X-Model-Version"] == DEFAULT_VERSION
+    assert response.headers["X-Model-Version"] == PADDLE_VERSION
     return response.json()["results"]
 
 

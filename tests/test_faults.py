@@ -30,7 +30,7 @@ from tests.support.lifecycle import ADMIN_TOKEN, Admin, expect_versions, expecte
     wait_for
 from tests.support.load import LoadGenerator, Outcome
 from tests.support.metrics import scrape, uncounted_answers
-from tests.support.server import DEFAULT_VERSION, RunningServer, gunicorn_server
+from tests.support.server import PADDLE_VERSION, RunningServer, gunicorn_server
 
 CLIENTS = 8
 # Gunicorn's worker timeout, short so that a stopped worker is replaced within the test.
@@ -128,10 +128,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory, default_version_dir: Path) -> 
 
     base = tmp_path_factory.mktemp("faults")
     volume, root = base / "volume", base / "models"
-    copy_version(default_version_dir, volume, DEFAULT_VERSION)
+    copy_version(default_version_dir, volume, PADDLE_VERSION)
     root.mkdir()
     mounted = os.geteuid() == 0 and _mount("--bind", str(volume), str(root))
-    expected = {DEFAULT_VERSION: expected_text(0)}
+    expected = {PADDLE_VERSION: expected_text(0)}
     env = {"OCR_ADMIN_TOKEN": ADMIN_TOKEN, "OCR_TIMEOUT": str(TIMEOUT_S), "OCR_STATE_DIR": str(base / "state")}
     try:
         with gunicorn_server(root if mounted else volume, tmp_path_factory.mktemp("logs"), workers=2, threads=2,
@@ -156,7 +156,7 @@ def test_an_idle_worker_killed_loses_no_request(lab: Lab) -> None:
     resumed_at = time.monotonic()
     before = len(lab.failures())
     lab.resume()  # 8 clients while the replacement loads: the other worker takes them all meanwhile
-    wait_for(lambda: lab.workers_serve(DEFAULT_VERSION), BOOT_BOUND_S, "a replacement worker serving")
+    wait_for(lambda: lab.workers_serve(PADDLE_VERSION), BOOT_BOUND_S, "a replacement worker serving")
     replaced_at = time.monotonic()
     lab.answered_after(replaced_at, 2 * CLIENTS)
 
@@ -165,8 +165,8 @@ def test_an_idle_worker_killed_loses_no_request(lab: Lab) -> None:
     print(f"kill -9 of an idle worker, then {CLIENTS} clients: {len(during)} answered while its replacement "
           f"loaded, {len(lost)} failed")
     assert not lost, [o.problem for o in lost][:5]
-    assert {o.version for o in lab.outcomes() if o.started > replaced_at} == {DEFAULT_VERSION}
-    lab.assert_metrics(DEFAULT_VERSION, lost=0)
+    assert {o.version for o in lab.outcomes() if o.started > replaced_at} == {PADDLE_VERSION}
+    lab.assert_metrics(PADDLE_VERSION, lost=0)
 
 
 def test_a_worker_killed_mid_request_loses_only_the_requests_it_held(lab: Lab) -> None:
@@ -174,7 +174,7 @@ def test_a_worker_killed_mid_request_loses_only_the_requests_it_held(lab: Lab) -
     victim = lab.server.worker_pids()[0]
     killed_at = time.monotonic()
     os.kill(victim, signal.SIGKILL)
-    wait_for(lambda: victim not in lab.server.worker_pids() and lab.workers_serve(DEFAULT_VERSION), BOOT_BOUND_S,
+    wait_for(lambda: victim not in lab.server.worker_pids() and lab.workers_serve(PADDLE_VERSION), BOOT_BOUND_S,
              "a replacement worker serving")
     replaced_at = time.monotonic()
     lab.answered_after(replaced_at, 2 * CLIENTS)
@@ -185,9 +185,9 @@ def test_a_worker_killed_mid_request_loses_only_the_requests_it_held(lab: Lab) -
     # one per client. The replacement answers nothing before its model is ready (no 503).
     assert all(o.started < killed_at for o in lost), [o.problem for o in lost]
     assert len(lost) <= CLIENTS, [o.problem for o in lost]
-    assert lab.workers_serve(DEFAULT_VERSION)
-    assert {o.version for o in lab.outcomes() if o.started > replaced_at} == {DEFAULT_VERSION}
-    lab.assert_metrics(DEFAULT_VERSION, lost=len(lost))
+    assert lab.workers_serve(PADDLE_VERSION)
+    assert {o.version for o in lab.outcomes() if o.started > replaced_at} == {PADDLE_VERSION}
+    lab.assert_metrics(PADDLE_VERSION, lost=len(lost))
 
 
 def test_a_worker_crashing_in_native_code_logs_the_python_stack_of_every_thread(lab: Lab) -> None:
@@ -197,7 +197,7 @@ def test_a_worker_crashing_in_native_code_logs_the_python_stack_of_every_thread(
     victim = lab.server.worker_pids()[0]
     crashed_at = time.monotonic()
     os.kill(victim, signal.SIGSEGV)
-    wait_for(lambda: victim not in lab.server.worker_pids() and lab.workers_serve(DEFAULT_VERSION), BOOT_BOUND_S,
+    wait_for(lambda: victim not in lab.server.worker_pids() and lab.workers_serve(PADDLE_VERSION), BOOT_BOUND_S,
              "a replacement worker serving")
     lab.answered_after(time.monotonic(), CLIENTS)
 
@@ -210,7 +210,7 @@ def test_a_worker_crashing_in_native_code_logs_the_python_stack_of_every_thread(
     assert dump.count("Thread 0x") >= 3, dump[:3000]
     assert "gunicorn" in dump and "threading.py" in dump, dump[:3000]
     assert all(o.started < crashed_at for o in lost), [o.problem for o in lost]
-    lab.assert_metrics(DEFAULT_VERSION, lost=len(lost))
+    lab.assert_metrics(PADDLE_VERSION, lost=len(lost))
 
 
 def test_a_stopped_worker_is_replaced_after_the_timeout(lab: Lab) -> None:
@@ -218,7 +218,7 @@ def test_a_stopped_worker_is_replaced_after_the_timeout(lab: Lab) -> None:
     victim = lab.server.worker_pids()[0]
     stopped_at = time.monotonic()
     os.kill(victim, signal.SIGSTOP)  # hung in native code, as far as the master can tell
-    wait_for(lambda: victim not in lab.server.worker_pids() and lab.workers_serve(DEFAULT_VERSION), BOOT_BOUND_S,
+    wait_for(lambda: victim not in lab.server.worker_pids() and lab.workers_serve(PADDLE_VERSION), BOOT_BOUND_S,
              "the master to replace the stopped worker")
     replaced_at = time.monotonic()
     lab.answered_after(replaced_at, 2 * CLIENTS)
@@ -229,7 +229,7 @@ def test_a_stopped_worker_is_replaced_after_the_timeout(lab: Lab) -> None:
     assert f"WORKER TIMEOUT (pid:{victim})" in lab.server.log()
     assert all(o.started < stopped_at for o in lost), [o.problem for o in lost]
     assert len(lost) <= CLIENTS, [o.problem for o in lost]
-    lab.assert_metrics(DEFAULT_VERSION, lost=len(lost))
+    lab.assert_metrics(PADDLE_VERSION, lost=len(lost))
 
 
 def test_a_reload_under_load_answers_every_request(lab: Lab) -> None:
@@ -237,7 +237,7 @@ def test_a_reload_under_load_answers_every_request(lab: Lab) -> None:
     old = set(lab.server.worker_pids())
     hup_at = time.monotonic()
     os.kill(lab.server.process.pid, signal.SIGHUP)
-    wait_for(lambda: not old & set(lab.server.worker_pids()) and lab.workers_serve(DEFAULT_VERSION),
+    wait_for(lambda: not old & set(lab.server.worker_pids()) and lab.workers_serve(PADDLE_VERSION),
              BOOT_BOUND_S, "the old workers to hand over to new ones")
     replaced_at = time.monotonic()
     lab.answered_after(replaced_at, CLIENTS)
@@ -249,8 +249,8 @@ def test_a_reload_under_load_answers_every_request(lab: Lab) -> None:
     # The old workers kept serving while the new ones loaded (without the hand-over nobody would accept).
     assert len(during) >= CLIENTS
     assert "serving until they do" in lab.server.log()
-    assert lab.workers_serve(DEFAULT_VERSION)
-    lab.assert_metrics(DEFAULT_VERSION, lost=0)
+    assert lab.workers_serve(PADDLE_VERSION)
+    lab.assert_metrics(PADDLE_VERSION, lost=0)
 
 
 def test_a_worker_killed_mid_swap_is_replaced_by_one_serving_the_new_version(

@@ -23,7 +23,7 @@ from server.quality.recent_results import (
     StoreUnavailable,
     UnknownRequest,
 )
-from tests.support.server import DEFAULT_VERSION, ROOT
+from tests.support.server import PADDLE_VERSION, ROOT
 
 
 @pytest.fixture()
@@ -44,9 +44,9 @@ def _post(client: FlaskClient, body: Any) -> Any:
 
 
 def test_feedback_by_request_id_uses_the_stored_result_once(app: Flask) -> None:
-    app.extensions[STORE_KEY].remember("req-1", DEFAULT_VERSION, ["TOTAL 12.50"])
+    app.extensions[STORE_KEY].remember("req-1", PADDLE_VERSION, ["TOTAL 12.50"])
     client = app.test_client()
-    before = {name: _metric(name, model_version=DEFAULT_VERSION) for name in (
+    before = {name: _metric(name, model_version=PADDLE_VERSION) for name in (
         "ocr_feedback_cer_count", "ocr_feedback_cer_sum",
         "ocr_feedback_reference_chars_total", "ocr_feedback_char_errors_total")}
     recorded = _metric("ocr_feedback_total", result="recorded")
@@ -54,16 +54,16 @@ def test_feedback_by_request_id_uses_the_stored_result_once(app: Flask) -> None:
     response = _post(client, {"request_id": "req-1", "text": "Total 12.80"})
     assert response.status_code == 200, response.json
     # "total12.80": 10 characters after normalisation, one substitution
-    assert response.json == {"request_id": "req-1", "model_version": DEFAULT_VERSION, "source": "stored",
+    assert response.json == {"request_id": "req-1", "model_version": PADDLE_VERSION, "source": "stored",
                              "cer": 0.1, "edits": 1, "reference_chars": 10}
-    delta = {name: _metric(name, model_version=DEFAULT_VERSION) - value for name, value in before.items()}
+    delta = {name: _metric(name, model_version=PADDLE_VERSION) - value for name, value in before.items()}
     assert delta == pytest.approx({"ocr_feedback_cer_count": 1, "ocr_feedback_cer_sum": 0.1,
                                    "ocr_feedback_reference_chars_total": 10, "ocr_feedback_char_errors_total": 1})
     assert _metric("ocr_feedback_total", result="recorded") == recorded + 1
 
     again = _post(client, {"request_id": "req-1", "text": "TOTAL 12.80"})
     assert again.status_code == 409 and again.json["error"] == "feedback_already_recorded"
-    assert _metric("ocr_feedback_cer_count", model_version=DEFAULT_VERSION) == before["ocr_feedback_cer_count"] + 1
+    assert _metric("ocr_feedback_cer_count", model_version=PADDLE_VERSION) == before["ocr_feedback_cer_count"] + 1
 
 
 def test_unknown_request_id_asks_for_the_recognized_text(app: Flask) -> None:
@@ -73,13 +73,13 @@ def test_unknown_request_id_asks_for_the_recognized_text(app: Flask) -> None:
     assert "recognized_text" in unknown.json["message"] and "model_version" in unknown.json["message"]
 
     fallback = _post(client, {"request_id": "served-elsewhere", "text": "TOTAL 12.80",
-                              "recognized_text": "TOTAL 12.80", "model_version": DEFAULT_VERSION})
+                              "recognized_text": "TOTAL 12.80", "model_version": PADDLE_VERSION})
     assert fallback.status_code == 200
     assert fallback.json["source"] == "client" and fallback.json["cer"] == 0 and fallback.json["edits"] == 0
 
 
 def test_multi_image_request_needs_its_image_index(app: Flask) -> None:
-    app.extensions[STORE_KEY].remember("req-2", DEFAULT_VERSION, ["FIRST PAGE", "SECOND PAGE"])
+    app.extensions[STORE_KEY].remember("req-2", PADDLE_VERSION, ["FIRST PAGE", "SECOND PAGE"])
     client = app.test_client()
     ambiguous = _post(client, {"request_id": "req-2", "text": "SECOND PAGE"})
     assert ambiguous.status_code == 400 and ambiguous.json["error"] == "invalid_image_index"
@@ -98,15 +98,15 @@ def test_multi_image_request_needs_its_image_index(app: Flask) -> None:
         ({"request_id": "x", "text": 12}, 400, "invalid_feedback"),
         ({"text": "TOTAL"}, 400, "invalid_feedback"),  # nothing to compare with
         ({"recognized_text": "TOTAL", "text": "TOTAL"}, 400, "invalid_feedback"),  # no version
-        ({"model_version": DEFAULT_VERSION, "request_id": "x", "text": "T"}, 400, "invalid_feedback"),
-        ({"image_index": 0, "recognized_text": "T", "model_version": DEFAULT_VERSION, "text": "T"},
+        ({"model_version": PADDLE_VERSION, "request_id": "x", "text": "T"}, 400, "invalid_feedback"),
+        ({"image_index": 0, "recognized_text": "T", "model_version": PADDLE_VERSION, "text": "T"},
          400, "invalid_feedback"),
         ({"request_id": "x", "image_index": -1, "text": "T"}, 400, "invalid_feedback"),
         ({"request_id": "x", "image_index": True, "text": "T"}, 400, "invalid_feedback"),
         ({"request_id": "x", "text": "T", "txet": "typo"}, 400, "invalid_feedback"),
         ({"recognized_text": "T", "model_version": "../../etc", "text": "T"}, 422, "unknown_model_version"),
         ({"recognized_text": "T", "model_version": "9.9.9-never", "text": "T"}, 422, "unknown_model_version"),
-        ({"recognized_text": "T" * 50_001, "model_version": DEFAULT_VERSION, "text": "T"}, 413, "feedback_too_large"),
+        ({"recognized_text": "T" * 50_001, "model_version": PADDLE_VERSION, "text": "T"}, 413, "feedback_too_large"),
         (["not", "an", "object"], 400, "invalid_json"),
     ],
 )
@@ -220,5 +220,5 @@ def test_feedback_answers_503_while_the_store_is_unavailable(tmp_path: Path, def
     assert unavailable.status_code == 503 and unavailable.json["error"] == "state_unavailable"
     assert "recognized_text" in unavailable.json["message"]
     fallback = _post(client, {"request_id": "r", "text": "TOTAL 1.00", "recognized_text": "TOTAL 1.00",
-                              "model_version": DEFAULT_VERSION})
+                              "model_version": PADDLE_VERSION})
     assert fallback.status_code == 200 and fallback.json["source"] == "client"

@@ -22,12 +22,12 @@ from server.quality.gate import GatePolicy
 from server.repository.layout import GOLDEN_DIR, ModelRepository
 from server.runtime import RuntimeOptions
 from tests.support.pdfs import PlacedText, typeset
-from tests.support.server import DEFAULT_VERSION
+from tests.support.server import PADDLE_VERSION
 
 
 @pytest.fixture(scope="module")
 def model(default_version_dir: Path) -> Iterator[LoadedModel]:
-    loaded = load_version(ModelRepository(default_version_dir.parent.parent), DEFAULT_VERSION,
+    loaded = load_version(ModelRepository(default_version_dir.parent.parent), PADDLE_VERSION,
                           RuntimeOptions(cpu_threads=2, concurrency=1))
     yield loaded
     loaded.close()

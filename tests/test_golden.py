@@ -16,7 +16,7 @@ from server.repository.layout import ModelRepository
 from server.quality.receipts import DOCUMENTS, generate, write_golden_set
 from server.runtime import RuntimeOptions
 from server.quality.textmetrics import edit_distance, normalize_text
-from tests.support.server import DEFAULT_VERSION, ONNX_MODELS, ROOT
+from tests.support.server import PADDLE_VERSION, ONNX_MODELS, ROOT
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +87,12 @@ def test_the_set_tells_generations_apart(golden_dir: Path, onnx_repo: Path) -> N
     repo = ModelRepository(onnx_repo)
     items = load_golden_set(golden_dir)
     cer = {}
-    for version in (DEFAULT_VERSION, ONNX_MODELS["ppocrv6_small"]):
+    for version in (PADDLE_VERSION, ONNX_MODELS["ppocrv6_small"]):
         model = load_version(repo, version, RuntimeOptions(cpu_threads=2))
         try:
             edits = sum(edit_distance(model.pipeline.run(i.image).text, i.text) for i in items)
         finally:
             model.close()
         cer[version] = edits / sum(len(normalize_text(i.text)) for i in items)
-    assert cer[DEFAULT_VERSION] < 0.15, cer
-    assert cer[ONNX_MODELS["ppocrv6_small"]] < 0.6 * cer[DEFAULT_VERSION], cer
+    assert cer[PADDLE_VERSION] < 0.15, cer
+    assert cer[ONNX_MODELS["ppocrv6_small"]] < 0.6 * cer[PADDLE_VERSION], cer

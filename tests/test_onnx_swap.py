@@ -28,7 +28,7 @@ from tests.support.lifecycle import (
 )
 from tests.support.load import LoadGenerator
 from tests.support.metrics import scrape
-from tests.support.server import DEFAULT_VERSION, ONNX_MODELS, gunicorn_server
+from tests.support.server import PADDLE_VERSION, ONNX_MODELS, gunicorn_server
 
 CONVERGE_BOUND_S = 300.0  # two workers load one after the other while the clients keep both cores busy
 V6_SMALL = ONNX_MODELS["ppocrv6_small"]
@@ -36,9 +36,9 @@ V6_SMALL = ONNX_MODELS["ppocrv6_small"]
 
 def test_swap_paddle_to_onnx_and_back_under_load(onnx_repo: Path, tmp_path: Path) -> None:
     repo_root, work = tmp_path / "models", tmp_path / "work"
-    publish(onnx_repo / "ppocr" / DEFAULT_VERSION, ModelRepository(repo_root), DEFAULT_VERSION, created_by="tests")
+    publish(onnx_repo / "ppocr" / PADDLE_VERSION, ModelRepository(repo_root), PADDLE_VERSION, created_by="tests")
     write_golden_set(repo_root / "golden")
-    expected = {DEFAULT_VERSION: expected_text(0), V6_SMALL: expected_text(3)}
+    expected = {PADDLE_VERSION: expected_text(0), V6_SMALL: expected_text(3)}
     env = {"OCR_ADMIN_TOKEN": ADMIN_TOKEN, "OCR_STATE_DIR": str(tmp_path / "state"), "OCR_MODEL_POLL_S": "1",
            "OCR_MODEL_DEBOUNCE_S": "0.3", "OCR_MODEL_SETTLE_S": "2", "OCR_WARMUP_SHAPES": "320x320",
            "OCR_TIMEOUT": "600"}
@@ -59,28 +59,28 @@ def test_swap_paddle_to_onnx_and_back_under_load(onnx_repo: Path, tmp_path: Path
 
                 response = admin.rollback()  # back to the Paddle version, pinned
                 assert response.status_code == 202, response.text
-                assert response.json()["pin"]["version"] == DEFAULT_VERSION
-                wait_converged(admin, server.worker_pids(), DEFAULT_VERSION, CONVERGE_BOUND_S)
+                assert response.json()["pin"]["version"] == PADDLE_VERSION
+                wait_converged(admin, server.worker_pids(), PADDLE_VERSION, CONVERGE_BOUND_S)
                 back = time.monotonic()
                 wait_for(lambda: len(load.between(back, time.monotonic())) >= 12, 180, "12 answers after the way back")
-                assert {o.version for o in load.between(back, time.monotonic())} == {DEFAULT_VERSION}
+                assert {o.version for o in load.between(back, time.monotonic())} == {PADDLE_VERSION}
         finally:
             load.stop()
         after = scrape(f"{server.url}/metrics")
 
     window.assert_clean(minimum=30)
     served = [o.version for o in sorted(window.outcomes, key=lambda o: o.started)]
-    assert served[0] == DEFAULT_VERSION and V6_SMALL in served  # Paddle, then ONNX, then Paddle again
+    assert served[0] == PADDLE_VERSION and V6_SMALL in served  # Paddle, then ONNX, then Paddle again
 
     # The metrics of both workers together account for every answer, under the version that gave it;
     # the Paddle version's counters survived the two swaps (they only grew).
-    for version in (DEFAULT_VERSION, V6_SMALL):
+    for version in (PADDLE_VERSION, V6_SMALL):
         answered = sum(o.version == version and o.status == 200 for o in load.outcomes)
         assert after.total("ocr_requests_total", status="200", model_version=version) == answered, version
         assert after.total("ocr_request_duration_seconds_count", model_version=version) == answered, version
     assert before.total("ocr_requests_total", model_version=V6_SMALL) == 0
-    assert 0 < before.total("ocr_requests_total", model_version=DEFAULT_VERSION) <= after.total(
-        "ocr_requests_total", model_version=DEFAULT_VERSION)
+    assert 0 < before.total("ocr_requests_total", model_version=PADDLE_VERSION) <= after.total(
+        "ocr_requests_total", model_version=PADDLE_VERSION)
     assert after.total("ocr_model_swaps_total") >= 4  # each of 2 workers: to PP-OCRv6 and back
     serving = {(labels["version"], labels["backend"]) for labels, value in after.select("ocr_model_info") if value}
-    assert serving == {(DEFAULT_VERSION, "paddle")}
+    assert serving == {(PADDLE_VERSION, "paddle")}

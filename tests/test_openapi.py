@@ -22,7 +22,7 @@ from server.http.options import _DOCUMENT_PARSERS, _OPTION_PARSERS
 from tests.support.contract import ADMIN, check
 from tests.support.images import encode, render_text
 from tests.support.pdfs import build_pdf, text_page
-from tests.support.server import DEFAULT_VERSION, ROOT, RunningServer
+from tests.support.server import PADDLE_VERSION, ROOT, RunningServer
 
 PNG = encode(render_text(["TOTAL 12.50", "CASH 20.00"]))
 IGNORED_METHODS = {"HEAD", "OPTIONS"}  # answered by Flask itself for every route
@@ -157,7 +157,7 @@ def test_feedback_answers_match_the_document(admin_server: RunningServer) -> Non
 
 def test_health_metrics_and_the_document_itself(admin_server: RunningServer) -> None:
     assert check(requests.get(f"{admin_server.url}/healthz")).json() == {"status": "ok"}
-    assert check(requests.get(f"{admin_server.url}/readyz")).json()["model"]["version"] == DEFAULT_VERSION
+    assert check(requests.get(f"{admin_server.url}/readyz")).json()["model"]["version"] == PADDLE_VERSION
     assert "ocr_requests_total" in check(requests.get(f"{admin_server.url}/metrics")).text
     check(requests.get(f"{admin_server.url}/metrics", headers={"Accept": "application/openmetrics-text"}))
     served = check(requests.get(f"{admin_server.url}/openapi.json")).json()
@@ -167,18 +167,18 @@ def test_health_metrics_and_the_document_itself(admin_server: RunningServer) -> 
 def test_admin_answers_match_the_document(admin_server: RunningServer) -> None:
     url = f"{admin_server.url}/v1/models"
     listing = check(requests.get(url, headers=ADMIN)).json()
-    assert [v["version"] for v in listing["versions"]] == [DEFAULT_VERSION]
-    assert check(requests.get(f"{url}/{DEFAULT_VERSION}", headers=ADMIN)).status_code == 200
+    assert [v["version"] for v in listing["versions"]] == [PADDLE_VERSION]
+    assert check(requests.get(f"{url}/{PADDLE_VERSION}", headers=ADMIN)).status_code == 200
     assert check(requests.get(f"{url}/9.9.9", headers=ADMIN)).status_code == 404
     assert check(requests.get(f"{url}/..bad", headers=ADMIN)).status_code == 400
-    assert check(requests.post(f"{url}/{DEFAULT_VERSION}/request-promotion", headers=ADMIN)).status_code == 201
-    assert check(requests.post(f"{url}/{DEFAULT_VERSION}/activate", headers=ADMIN)).status_code == 202
+    assert check(requests.post(f"{url}/{PADDLE_VERSION}/request-promotion", headers=ADMIN)).status_code == 201
+    assert check(requests.post(f"{url}/{PADDLE_VERSION}/activate", headers=ADMIN)).status_code == 202
     assert check(requests.post(f"{url}/rollback", headers=ADMIN)).status_code == 409
-    assert check(requests.delete(f"{url}/pin", headers=ADMIN)).json()["removed"] == DEFAULT_VERSION
+    assert check(requests.delete(f"{url}/pin", headers=ADMIN)).json()["removed"] == PADDLE_VERSION
     page = check(requests.get(f"{admin_server.url}/v1/audit", headers=ADMIN, params={"limit": 5, "action": "pin"}))
     records = page.json()["records"]  # the fuzzing shares this server and may have pinned before this test
     assert records and {r["action"] for r in records} == {"pin"}
-    assert (records[0]["version"], records[0]["actor"]) == (DEFAULT_VERSION, "admin-token")
+    assert (records[0]["version"], records[0]["actor"]) == (PADDLE_VERSION, "admin-token")
     for limit in ("0", "²", "99999"):  # "²".isdigit(), but int("²") raised: a 500 before
         assert check(requests.get(f"{admin_server.url}/v1/audit", headers=ADMIN, params={"limit": limit})).status_code == 400
 
@@ -186,8 +186,8 @@ def test_admin_answers_match_the_document(admin_server: RunningServer) -> None:
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}])
 def test_admin_calls_without_valid_credentials_match_the_document(admin_server: RunningServer, headers: dict) -> None:
     url = f"{admin_server.url}/v1/models"
-    for method, path in [("POST", f"/{DEFAULT_VERSION}/activate"), ("POST", "/rollback"), ("DELETE", "/pin"),
-                         ("POST", f"/{DEFAULT_VERSION}/request-promotion")]:
+    for method, path in [("POST", f"/{PADDLE_VERSION}/activate"), ("POST", "/rollback"), ("DELETE", "/pin"),
+                         ("POST", f"/{PADDLE_VERSION}/request-promotion")]:
         refused = check(requests.request(method, url + path, headers=headers))
         assert refused.status_code == 401 and refused.headers["WWW-Authenticate"].startswith("Bearer")
     assert check(requests.get(f"{admin_server.url}/v1/audit", headers=headers)).status_code == 401

@@ -20,7 +20,7 @@ from server.pipeline.types import ImageResult
 from server.repository.layout import ModelRepository
 from server.runtime import RuntimeOptions
 from tests.support.images import encode, expected_text, render_text, squash
-from tests.support.server import DEFAULT_VERSION, ONNX_MODELS
+from tests.support.server import PADDLE_VERSION, ONNX_MODELS
 
 LINES = ["INVOICE NO: 2026-1187", "DATE 25/12/2018 14:32", "TOTAL DUE RM 1,234.56"]
 # Words made of glyphs that are each other's rotation (p/d, u/n, b/q): upright, the classifier scores
@@ -28,9 +28,9 @@ LINES = ["INVOICE NO: 2026-1187", "DATE 25/12/2018 14:32", "TOTAL DUE RM 1,234.5
 AMBIGUOUS = ["pump", "bud", "pupu", "pound"]
 
 
-@pytest.fixture(scope="module", params=[DEFAULT_VERSION, ONNX_MODELS["ppocrv6_small_cls"]])
+@pytest.fixture(scope="module", params=[PADDLE_VERSION, ONNX_MODELS["ppocrv6_small_cls"]])
 def model(request: pytest.FixtureRequest, default_version_dir: Path) -> Iterator[LoadedModel]:
-    root = default_version_dir.parent.parent if request.param == DEFAULT_VERSION else request.getfixturevalue("onnx_repo")
+    root = default_version_dir.parent.parent if request.param == PADDLE_VERSION else request.getfixturevalue("onnx_repo")
     loaded = load_version(ModelRepository(root), request.param, RuntimeOptions(cpu_threads=2, concurrency=1))
     yield loaded
     loaded.close()

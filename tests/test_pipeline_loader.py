@@ -29,7 +29,7 @@ from server.repository.publish import publish
 from server.runtime import RuntimeOptions
 from tests.governance_support import KeyPair, new_key, published, trust_entry
 from tests.support.lifecycle import write_golden_set
-from tests.support.server import DEFAULT_VERSION
+from tests.support.server import PADDLE_VERSION
 
 OPTIONS = RuntimeOptions(cpu_threads=2)
 

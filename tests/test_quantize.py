@@ -21,7 +21,7 @@ from server.repository.layout import ModelRepository
 from server.repository.manifest import read_manifest, verify_files
 from tests.support.images import encode, render_text, squash
 from tests.support.lifecycle import wait_for
-from tests.support.server import DEFAULT_VERSION, ROOT, copy_version, gunicorn_server
+from tests.support.server import PADDLE_VERSION, ROOT, copy_version, gunicorn_server
 
 TINY = "3.0.0-ppocrv6_tiny"
 INT8 = "3.0.0-ppocrv6_tiny_int8"
@@ -86,21 +86,21 @@ def test_quantized_version_is_gated_and_served(tmp_path: Path, calibration: Path
 @pytest.fixture(scope="module")
 def paddle_repo(tmp_path_factory: pytest.TempPathFactory, default_version_dir: Path) -> Path:
     root = tmp_path_factory.mktemp("paddle") / "models"
-    copy_version(default_version_dir, root, DEFAULT_VERSION)
+    copy_version(default_version_dir, root, PADDLE_VERSION)
     return root
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    ([DEFAULT_VERSION, "--calibration", "{calibration}"],
+    ([PADDLE_VERSION, "--calibration", "{calibration}"],
      "stage det runs paddle files, and int8 quantization rewrites ONNX graphs only: install the same networks "
      "in ONNX with `ocr-server models install ppocrv4_onnx` (1.1.0-ppocrv4_onnx) and quantize that"),
-    ([DEFAULT_VERSION, "--calibration", "{calibration}", "--stages", "det,box"],
+    ([PADDLE_VERSION, "--calibration", "{calibration}", "--stages", "det,box"],
      "--stages det,box: name each of 1.0.0-ppocrv4's stages at most once (det, cls, rec)"),
     (["9.9.9", "--calibration", "{calibration}"], "version 9.9.9 is not in"),
-    ([DEFAULT_VERSION, "--calibration", "{calibration}", "--version", DEFAULT_VERSION],
-     f"version {DEFAULT_VERSION} already exists; name another with --version"),
-    ([DEFAULT_VERSION, "--calibration", "{calibration}", "--version", "../x"], "invalid version name '../x'"),
-    ([DEFAULT_VERSION, "--calibration", "{empty}"], "holds no .png/.jpg/.jpeg images"),
+    ([PADDLE_VERSION, "--calibration", "{calibration}", "--version", PADDLE_VERSION],
+     f"version {PADDLE_VERSION} already exists; name another with --version"),
+    ([PADDLE_VERSION, "--calibration", "{calibration}", "--version", "../x"], "invalid version name '../x'"),
+    ([PADDLE_VERSION, "--calibration", "{empty}"], "holds no .png/.jpg/.jpeg images"),
 ])
 def test_bad_arguments_get_a_clear_error(paddle_repo: Path, calibration: Path, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
@@ -109,4 +109,4 @@ def test_bad_arguments_get_a_clear_error(paddle_repo: Path, calibration: Path, t
     assert main(["models", "quantize", *argv, "--model-repo", str(paddle_repo)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"ocr-server: cannot quantize {argv[0]}: ") and message in err, err
-    assert ModelRepository(paddle_repo).version_names() == [DEFAULT_VERSION]
+    assert ModelRepository(paddle_repo).version_names() == [PADDLE_VERSION]

@@ -24,7 +24,7 @@ from server.pipeline.rec import TextRecognizer
 from server.pipeline.types import RecSettings
 from tests.support.images import encode, receipt_lines, render_text
 from tests.support.metrics import scrape
-from tests.support.server import DEFAULT_VERSION, RunningServer, copy_version, gunicorn_server
+from tests.support.server import PADDLE_VERSION, RunningServer, copy_version, gunicorn_server
 
 SETTINGS = RecSettings(width_buckets=(96, 320), batch_size=4, max_batch_width=4 * 320)
 CHARSET = ["<blank>", *(chr(0x100 + level) for level in range(256))]
@@ -201,7 +201,7 @@ def test_concurrent_requests_with_batching_on_read_what_they_read_with_it_off(
     bodies = [_page(i) for i in range(4)]
     off = [_lines(shared_server, body) for body in bodies]
     root = tmp_path_factory.mktemp("batching") / "models"
-    copy_version(default_version_dir, root, DEFAULT_VERSION)
+    copy_version(default_version_dir, root, PADDLE_VERSION)
     env = {"OCR_REC_BATCH_WAIT_MS": "3000"}  # long: the four requests' rounds surely meet on a busy machine
     with gunicorn_server(root, tmp_path_factory.mktemp("batching-logs"), workers=1, threads=4, env=env) as server:
         before = scrape(f"{server.url}/metrics")

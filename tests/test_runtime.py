@@ -20,7 +20,7 @@ from server.runtime.base import ModelFilesError, detect_runtime
 from server.runtime.onnx import OnnxSession, RuntimeUnavailableError, find_onnx_model, providers_for
 from server.runtime.openvino import OpenVinoSession, compile_config
 from server.runtime.paddle import PaddleSession
-from tests.support.server import DEFAULT_VERSION, ONNX_MODELS
+from tests.support.server import PADDLE_VERSION, ONNX_MODELS
 
 V6_TINY = ONNX_MODELS["ppocrv6_tiny"]
 CPU = RuntimeOptions(cpu_threads=1, concurrency=4)
@@ -31,13 +31,13 @@ def both_formats(tmp_path: Path, onnx_repo: Path) -> Path:
     """A detection directory holding a Paddle model and an ONNX model side by side, as PaddleX's
     high-performance export leaves it."""
     stage = tmp_path / "det"
-    shutil.copytree(onnx_repo / "ppocr" / DEFAULT_VERSION / "det", stage)
+    shutil.copytree(onnx_repo / "ppocr" / PADDLE_VERSION / "det", stage)
     shutil.copy(onnx_repo / "ppocr" / V6_TINY / "det" / "inference.onnx", stage / "inference.onnx")
     return stage
 
 
 def test_files_pick_the_runtime(onnx_repo: Path) -> None:
-    paddle_dir = onnx_repo / "ppocr" / DEFAULT_VERSION / "det"
+    paddle_dir = onnx_repo / "ppocr" / PADDLE_VERSION / "det"
     onnx_dir = onnx_repo / "ppocr" / V6_TINY / "det"
     assert detect_runtime(paddle_dir) == "paddle"
     assert detect_runtime(onnx_dir) == "onnxruntime"
@@ -68,7 +68,7 @@ def test_a_runtime_without_its_files_is_refused(tmp_path: Path, onnx_repo: Path)
     with pytest.raises(ModelFilesError, match="holds no model"):
         detect_runtime(tmp_path)
     with pytest.raises(ModelFilesError, match="no .onnx file"):
-        detect_runtime(onnx_repo / "ppocr" / DEFAULT_VERSION / "det", "onnxruntime")
+        detect_runtime(onnx_repo / "ppocr" / PADDLE_VERSION / "det", "onnxruntime")
     with pytest.raises(ModelFilesError, match="runtime 'paddle'"):
         detect_runtime(onnx_repo / "ppocr" / V6_TINY / "det", "paddle")
     with pytest.raises(ModelFilesError, match="unknown runtime"):
@@ -171,7 +171,7 @@ def _paddle_cls_batches(rng: np.random.Generator) -> list[np.ndarray]:
 @pytest.mark.parametrize(("version", "stage", "batches", "runtime"), [
     (V6_TINY, "rec", _onnx_rec_batches, None),
     (V6_TINY, "rec", _onnx_rec_batches, "openvino"),  # one infer request per concurrent run
-    (DEFAULT_VERSION, "cls", _paddle_cls_batches, None),  # each predictor on its own executor thread
+    (PADDLE_VERSION, "cls", _paddle_cls_batches, None),  # each predictor on its own executor thread
 ])
 def test_sessions_are_safe_from_many_threads(
     onnx_repo: Path, version: str, stage: str, batches: Callable[[np.random.Generator], list[np.ndarray]],

@@ -23,7 +23,7 @@ from tests.support.lifecycle import ADMIN_TOKEN, Admin, expect_versions, expecte
     wait_for
 from tests.support.load import LoadGenerator
 from tests.support.metrics import scrape, uncounted_answers
-from tests.support.server import DEFAULT_VERSION, copy_version, gunicorn_server
+from tests.support.server import PADDLE_VERSION, copy_version, gunicorn_server
 
 NEW_VERSION = "1.0.1-ppocrv4"
 
@@ -82,8 +82,8 @@ def _assert_refused_cleanly(response: requests.Response, state: Path) -> None:
 
 def test_a_full_then_read_only_state_directory(tmpfs: Path, tmp_path: Path, default_version_dir: Path) -> None:
     root = tmp_path / "models"
-    copy_version(default_version_dir, root, DEFAULT_VERSION)
-    expected = {DEFAULT_VERSION: expected_text(0), NEW_VERSION: expected_text(0)}
+    copy_version(default_version_dir, root, PADDLE_VERSION)
+    expected = {PADDLE_VERSION: expected_text(0), NEW_VERSION: expected_text(0)}
     # The SQLite stores of the state directory (recent results for feedback, canary samples) keep their
     # files open for writing, and Linux refuses to remount a filesystem read-only under an open writer:
     # they are off here (their own failures are tested in test_feedback.py and test_judge.py).
@@ -94,7 +94,7 @@ def test_a_full_then_read_only_state_directory(tmpfs: Path, tmp_path: Path, defa
         load = LoadGenerator(server.url, [load_image()], check=expect_versions(expected), clients=4).start()
         with load.window() as window:
             filler = _fill(tmpfs)
-            _assert_refused_cleanly(_activate(server.url, DEFAULT_VERSION), tmpfs)
+            _assert_refused_cleanly(_activate(server.url, PADDLE_VERSION), tmpfs)
             # Published while the state directory is full: the verdict holds for each worker only, but
             # the version is judged and served.
             publish_variant(default_version_dir, root, NEW_VERSION, 0, tmp_path / "work")
@@ -104,17 +104,17 @@ def test_a_full_then_read_only_state_directory(tmpfs: Path, tmp_path: Path, defa
             filler.unlink()
             _remount(tmpfs, "ro")
             try:
-                _assert_refused_cleanly(_activate(server.url, DEFAULT_VERSION), tmpfs)
+                _assert_refused_cleanly(_activate(server.url, PADDLE_VERSION), tmpfs)
                 assert admin.models()["versions"]
             finally:
                 _remount(tmpfs, "rw")
 
-            response = _activate(server.url, DEFAULT_VERSION)
+            response = _activate(server.url, PADDLE_VERSION)
             assert response.status_code == 202, response.text
-            assert json.loads((tmpfs / "ppocr" / "pin.json").read_text())["version"] == DEFAULT_VERSION
+            assert json.loads((tmpfs / "ppocr" / "pin.json").read_text())["version"] == PADDLE_VERSION
             # Not the worker board: an entry a worker could not rewrite while the directory was unwritable
             # stays as it was until its next pass (seen: "serving 1.0.0" for a worker serving 1.0.1).
-            wait_for(lambda: _serving(server.url) == sorted((pid, DEFAULT_VERSION) for pid in server.worker_pids()),
+            wait_for(lambda: _serving(server.url) == sorted((pid, PADDLE_VERSION) for pid in server.worker_pids()),
                      240, "the workers to follow the pin once the state directory is writable again")
             followed = time.monotonic()
             assert verify_chain(tmpfs / "audit.log").ok
@@ -124,18 +124,18 @@ def test_a_full_then_read_only_state_directory(tmpfs: Path, tmp_path: Path, defa
         assert "cannot record the verdict" in server.log()  # the full disk was met, not avoided
         # The refused writes upset neither the request counts nor what the version gauge says is served.
         assert uncounted_answers(scrape(f"{server.url}/metrics"), load.outcomes) == ({}, 0)
-        assert {o.version for o in load.outcomes if o.started > followed} == {DEFAULT_VERSION}
+        assert {o.version for o in load.outcomes if o.started > followed} == {PADDLE_VERSION}
 
 
 def test_an_audit_line_the_disk_cannot_take_whole_is_not_left_half_written(tmpfs: Path) -> None:
     log = AuditLog(tmpfs / "audit.log")
-    log.append("pin", actor="ops", version=DEFAULT_VERSION)
+    log.append("pin", actor="ops", version=PADDLE_VERSION)
     _fill(tmpfs)
     written = tmpfs / "audit.log"
     sizes = set()
     for index in range(200):  # lines of ~1 KiB until one meets the end of the disk, part-way through
         before = written.stat().st_size
-        log.append("pin", actor="ops", version=DEFAULT_VERSION, reason="x" * (900 + index))
+        log.append("pin", actor="ops", version=PADDLE_VERSION, reason="x" * (900 + index))
         sizes.add(written.stat().st_size - before)
         if 0 in sizes:
             break
