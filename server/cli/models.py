@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from server.cli.settings import settings_with
 
@@ -125,13 +125,19 @@ def _publish_finalize(args: argparse.Namespace, settings: "Settings", repo: "Mod
     return finalize
 
 
-def cmd_publish(args: argparse.Namespace) -> int:
+def _audited_publish(action: str, args: argparse.Namespace, what: str,
+                     build: Callable[["ModelRepository", Callable[[Path], None]], Path],
+                     errors: tuple[type[Exception], ...] = (), usage_errors: tuple[type[Exception], ...] = (),
+                     shown: tuple[str, ...] = (), **record: Any) -> int:
+    """Publish a version with `build(repo, finalize)` (signed and checked by
+    `_publish_finalize`), audit the outcome as `action` with `record`, print it as JSON (with the
+    `shown` keys of `record`). Exit 1 when it fails (publishing, trust, I/O or `errors`), 2 for
+    `usage_errors` (bad arguments)."""
     from server.governance.audit import audit_log_from_settings
     from server.governance.trust import TrustConfigError
     from server.governance.verify import version_digest
-    from server.repository.card import CardError, load_card
-    from server.repository.layout import ModelRepository, VersionNameError
-    from server.repository.publish import PublishError, default_publisher, publish
+    from server.repository.layout import ModelRepository
+    from server.repository.publish import PublishError, default_publisher
 
     settings = settings_with(args)
     repo = ModelRepository(settings.model_repo, settings.pipeline_name)
@@ -139,54 +145,48 @@ def cmd_publish(args: argparse.Namespace) -> int:
     actor = f"cli:{default_publisher()}"
     signed: list[str] = []
     try:
-        card = load_card(args.card) if args.card else None
-        finalize = _publish_finalize(args, settings, repo, signed)
-        target = publish(args.src, repo, args.version, card=card, finalize=finalize)
-    except (PublishError, VersionNameError, CardError, TrustConfigError, OSError) as exc:
-        audit.append("publish", actor=actor, version=args.version, result="failed", reason=str(exc))
-        print(f"ocr-server: cannot publish {args.src} as {args.version}: {exc}", file=sys.stderr)
-        return 1
+        target = build(repo, _publish_finalize(args, settings, repo, signed))
+    except (PublishError, TrustConfigError, OSError, *errors, *usage_errors) as exc:
+        audit.append(action, actor=actor, version=args.version, result="failed", reason=str(exc), **record)
+        print(f"ocr-server: cannot {action} {what}: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, usage_errors) else 1
     digest = version_digest(target)
     key_id = signed[0] if signed else None
-    audit.append("publish", actor=actor, version=args.version, version_digest=digest, source=str(args.src.resolve()),
-                 key_id=key_id)
-    print(json.dumps({"version": args.version, "path": str(target), "version_digest": digest, "key_id": key_id}))
+    audit.append(action, actor=actor, version=args.version, version_digest=digest, key_id=key_id, **record)
+    print(json.dumps({"version": args.version, "path": str(target), "version_digest": digest, "key_id": key_id,
+                      **{key: record[key] for key in shown}}))
     return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from server.repository.card import CardError, load_card
+    from server.repository.layout import VersionNameError
+    from server.repository.publish import publish
+
+    def build(repo: "ModelRepository", finalize: Callable[[Path], None]) -> Path:
+        card = load_card(args.card) if args.card else None
+        return publish(args.src, repo, args.version, card=card, finalize=finalize)
+
+    return _audited_publish("publish", args, f"{args.src} as {args.version}", build,
+                            errors=(CardError, VersionNameError), source=str(args.src.resolve()))
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
     """Publish an int8 copy of an ONNX version as a new version (server.repository.quantize)."""
-    from server.governance.audit import audit_log_from_settings
-    from server.governance.trust import TrustConfigError
-    from server.governance.verify import version_digest
-    from server.repository.layout import ModelRepository, VersionNameError
-    from server.repository.publish import PublishError, default_publisher
+    from server.repository.layout import VersionNameError
+    from server.repository.publish import default_publisher
     from server.repository.quantize import QuantizeError, default_version_name, quantize_version
 
-    settings = settings_with(args)
-    repo = ModelRepository(settings.model_repo, settings.pipeline_name)
-    audit = audit_log_from_settings(settings)
-    actor = f"cli:{default_publisher()}"
-    signed: list[str] = []
     stages = [s.strip() for s in args.stages.split(",")] if args.stages is not None else None
-    try:
+
+    def build(repo: "ModelRepository", finalize: Callable[[Path], None]) -> Path:
         args.version = args.version or default_version_name(args.source)
-        finalize = _publish_finalize(args, settings, repo, signed)
-        target = quantize_version(repo, args.source, args.calibration, stages=stages, version=args.version,
-                                  created_by=f"{default_publisher()} via ocr-server models quantize",
-                                  finalize=finalize)
-    except (QuantizeError, PublishError, VersionNameError, TrustConfigError, OSError) as exc:
-        audit.append("quantize", actor=actor, version=args.version, result="failed", reason=str(exc),
-                     source_version=args.source)
-        print(f"ocr-server: cannot quantize {args.source}: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, (QuantizeError, VersionNameError)) else 1
-    digest = version_digest(target)
-    key_id = signed[0] if signed else None
-    audit.append("quantize", actor=actor, version=args.version, version_digest=digest, source_version=args.source,
-                 key_id=key_id)
-    print(json.dumps({"version": args.version, "path": str(target), "version_digest": digest, "key_id": key_id,
-                      "source_version": args.source}))
-    return 0
+        return quantize_version(repo, args.source, args.calibration, stages=stages, version=args.version,
+                                created_by=f"{default_publisher()} via ocr-server models quantize",
+                                finalize=finalize)
+
+    return _audited_publish("quantize", args, args.source, build, usage_errors=(QuantizeError, VersionNameError),
+                            shown=("source_version",), source_version=args.source)
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
