@@ -39,3 +39,16 @@ def test_modules_are_small() -> None:
     too_long = {name: n for name, n in sizes.items()
                 if n > (MAX_LIFECYCLE_LINES if name.startswith("server/lifecycle/") else MAX_LINES)}
     assert not too_long, too_long
+
+
+def test_what_the_gunicorn_master_imports_creates_no_metrics_and_loads_no_runtime() -> None:
+    """The master runs gunicorn_config's hooks, which import the installer (an empty repository) and the
+    repository layout. Importing the metrics module there would give the master metric files of its own
+    in the workers' multiprocess directory (found by tests/test_faults.py: a live gauge file of a pid
+    that is no worker); a runtime imported there would initialise CUDA before the fork."""
+    probe = ("import sys, server.process.gunicorn_config, server.repository.install, server.repository.layout; "
+             "print(sorted(m for m in ('server.observability.metrics', 'paddle', 'onnxruntime', 'openvino') "
+             "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]", done.stdout

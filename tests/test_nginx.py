@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from tests.support.images import encode, render_text
+from tests.support.lifecycle import wait_for
 from tests.support.server import ROOT, free_port, gunicorn_server
 
 CONFIG = ROOT / "deploy" / "nginx" / "ocr-server.conf"
@@ -82,7 +83,10 @@ def test_slow_uploads_wait_in_nginx(model_repo: Path, tmp_path: Path) -> None:
                                      headers={"Content-Type": "image/png"}, timeout=30)
             assert response.status_code == 200, response.text
             assert response.headers["X-Model-Version"] and response.json()["results"]
-            assert server.log().count('"POST /v1/ocr') == 1  # the stalled uploads never reached a worker
+            # Gunicorn writes the access line after the response has gone out: wait for it, then
+            # check that it is the only one (the stalled uploads never reached a worker).
+            wait_for(lambda: server.log().count('"POST /v1/ocr') >= 1, 10, "the access log line of the POST")
+            assert server.log().count('"POST /v1/ocr') == 1
         finally:
             for sock in stalled:
                 sock.close()

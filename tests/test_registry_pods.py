@@ -73,7 +73,9 @@ class Pod:
                 state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
             except OSError:
                 continue
-            if state == "Z":  # a killed child not reaped yet: it has no command line left to name it
+            if state == "Z" or command == [b""]:
+                # A killed child not reaped yet, or one still exiting (its memory, and with it its command
+                # line, already gone): nothing left to name it by.
                 continue
             if b"server.registry" in command:
                 found.append(pid)

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from server.observability.metrics import REC_ROUND_LINES, REC_ROUND_REQUESTS
 from server.pipeline.imageops import aspect_ratio
 from server.pipeline.rec import Reading, TextRecognizer, plan_batches
 from server.pipeline.types import RecSettings
@@ -130,6 +129,10 @@ class RecognitionBatcher:
         return replace(settings, batch_size=lines, max_batch_width=settings.max_batch_width * lines // settings.batch_size)
 
     def _run(self, jobs: list[_Job]) -> None:
+        # Imported here, not at the top: this package is imported by the Gunicorn master (through
+        # server.repository), which must not create metric files of its own (server.observability.multiprocess).
+        from server.observability.metrics import REC_ROUND_LINES, REC_ROUND_REQUESTS
+
         crops = [crop for job in jobs for crop in job.crops]
         owner = [k for k, job in enumerate(jobs) for _ in job.crops]
         REC_ROUND_REQUESTS.observe(len(jobs))
