@@ -11,12 +11,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import threading
 import time
 
 from bench.cli import add_common_args, data_dir
 from bench.engines import OurPipeline
 from bench.report import print_table
+from bench.concurrent import read_all
 from bench.scoring import load_dataset
 from server.documents.decode import decode_image
 from tests.support.load import percentile
@@ -24,24 +24,8 @@ from tests.support.load import percentile
 
 def _round(engine: OurPipeline, images: list, threads: int) -> tuple[float, list[float]]:
     """Wall time and per-receipt latencies of `threads` threads reading every image once."""
-    pending, lock, latencies = iter(range(len(images))), threading.Lock(), []
-
-    def run() -> None:
-        while True:
-            with lock:
-                i = next(pending, None)
-            if i is None:
-                return
-            began = time.perf_counter()
-            engine(images[i])
-            latencies.append(time.perf_counter() - began)
-
     began = time.perf_counter()
-    pool = [threading.Thread(target=run) for _ in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
+    latencies = read_all(len(images), threads, lambda i: engine(images[i]))
     return time.perf_counter() - began, latencies
 
 

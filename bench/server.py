@@ -15,7 +15,6 @@ import argparse
 import json
 import multiprocessing as mp
 import statistics
-import threading
 import time
 from pathlib import Path
 
@@ -28,28 +27,14 @@ from tests.support.server import gunicorn_server
 
 def _inprocess_worker(model_repo: Path, version: str | None, workers: int, threads: int, slot: int,
                       bodies: list[bytes], barrier: mp.Barrier, out: mp.Queue) -> None:
+    from bench.concurrent import read_all
     from bench.engines import OurPipeline
     from server.documents.decode import decode_image
 
     engine = OurPipeline(model_repo, version, workers=workers, threads=threads, slot=slot)
-    pending = iter(range(len(bodies)))
-    lock = threading.Lock()
-
-    def run() -> None:
-        while True:
-            with lock:
-                i = next(pending, None)
-            if i is None:
-                return
-            engine.pipeline.run(decode_image(bodies[i], 10**9))
-
     barrier.wait()
     start = time.perf_counter()
-    pool = [threading.Thread(target=run) for _ in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join()
+    read_all(len(bodies), threads, lambda i: engine.pipeline.run(decode_image(bodies[i], 10**9)))
     out.put((start, time.perf_counter()))
     engine.close()
 
