@@ -74,6 +74,15 @@ class Lab:
     def failures(self) -> list[Outcome]:
         return [o for o in self.outcomes() if o.problem]
 
+    def signal_worker_until_replaced(self, sig: signal.Signals) -> tuple[int, float]:
+        """Send `sig` to a worker under load and wait until a replacement serves: (its pid, when it was sent)."""
+        victim = self.server.worker_pids()[0]
+        sent_at = time.monotonic()
+        os.kill(victim, sig)
+        wait_for(lambda: victim not in self.server.worker_pids() and self.workers_serve(PADDLE_VERSION),
+                 BOOT_BOUND_S, f"a replacement for the worker sent {sig.name} serving")
+        return victim, sent_at
+
     def workers_serve(self, version: str) -> bool:
         workers = self.admin.models()["workers"]
         pids = self.server.worker_pids()
@@ -171,11 +180,7 @@ def test_an_idle_worker_killed_loses_no_request(lab: Lab) -> None:
 
 def test_a_worker_killed_mid_request_loses_only_the_requests_it_held(lab: Lab) -> None:
     before = len(lab.failures())
-    victim = lab.server.worker_pids()[0]
-    killed_at = time.monotonic()
-    os.kill(victim, signal.SIGKILL)
-    wait_for(lambda: victim not in lab.server.worker_pids() and lab.workers_serve(PADDLE_VERSION), BOOT_BOUND_S,
-             "a replacement worker serving")
+    _, killed_at = lab.signal_worker_until_replaced(signal.SIGKILL)
     replaced_at = time.monotonic()
     lab.answered_after(replaced_at, 2 * CLIENTS)
 
@@ -194,11 +199,7 @@ def test_a_worker_crashing_in_native_code_logs_the_python_stack_of_every_thread(
     """A SIGSEGV (as Paddle's kernels die) is answered like a kill -9, and the worker's log says which
     Python code every thread was running (faulthandler, server/process/gunicorn_config.py)."""
     before = len(lab.failures())
-    victim = lab.server.worker_pids()[0]
-    crashed_at = time.monotonic()
-    os.kill(victim, signal.SIGSEGV)
-    wait_for(lambda: victim not in lab.server.worker_pids() and lab.workers_serve(PADDLE_VERSION), BOOT_BOUND_S,
-             "a replacement worker serving")
+    victim, crashed_at = lab.signal_worker_until_replaced(signal.SIGSEGV)
     lab.answered_after(time.monotonic(), CLIENTS)
 
     lost = lab.failures()[before:]
@@ -215,11 +216,8 @@ def test_a_worker_crashing_in_native_code_logs_the_python_stack_of_every_thread(
 
 def test_a_stopped_worker_is_replaced_after_the_timeout(lab: Lab) -> None:
     before = len(lab.failures())
-    victim = lab.server.worker_pids()[0]
-    stopped_at = time.monotonic()
-    os.kill(victim, signal.SIGSTOP)  # hung in native code, as far as the master can tell
-    wait_for(lambda: victim not in lab.server.worker_pids() and lab.workers_serve(PADDLE_VERSION), BOOT_BOUND_S,
-             "the master to replace the stopped worker")
+    # SIGSTOP: hung in native code, as far as the master can tell.
+    victim, stopped_at = lab.signal_worker_until_replaced(signal.SIGSTOP)
     replaced_at = time.monotonic()
     lab.answered_after(replaced_at, 2 * CLIENTS)
 
